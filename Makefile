@@ -1,0 +1,69 @@
+# modeldeploy — everyday targets. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+STACK := $(PY) dev/stack.py
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade 'pip>=25.1'
+	$(VENV)/bin/pip install -q -e . --group dev
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with the package and its test/lint dependencies
+
+.PHONY: tools
+tools: ## Build the pinned control-plane binaries, kwok, helm and etcd (cached outside the repo)
+	dev/build-tools.sh
+
+.PHONY: stack-up
+stack-up: install tools ## Start cluster (kwok), MLflow, Prometheus, Alertmanager; writes .stack/env
+	$(STACK) up
+
+.PHONY: stack-down
+stack-down: ## Stop everything stack-up started
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "no .venv: nothing was started"; fi
+
+.PHONY: stack-status
+stack-status: install ## Show what the local stack runs and where
+	$(STACK) status
+
+.PHONY: test
+test: install tools ## Run every test tier (unit, integration, e2e); starts the stack parts it needs
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Run the unit tests only (no real parts needed)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff (lint + format check), mypy strict, import-linter layering
+	$(VENV)/bin/ruff check operator tests dev benchmarks
+	$(VENV)/bin/ruff format --check operator tests dev benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: fmt
+fmt: install ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format operator tests dev benchmarks
+	$(VENV)/bin/ruff check --fix operator tests dev benchmarks
+
+.PHONY: run
+run: install ## Run the operator against the local stack (make stack-up first)
+	source .stack/env && $(VENV)/bin/modeldeploy operator
+
+.PHONY: demo
+demo: stack-up ## Bring up the stack, deploy a model, move @champion and watch it roll out
+	$(PY) dev/demo.py
+
+.PHONY: bench
+bench: install tools ## Run the benchmarks and rewrite docs/benchmarks.md
+	$(PY) benchmarks/run_all.py

@@ -1,0 +1,558 @@
+"""The local stack: a real Kubernetes control plane (kwok nodes), MLflow, Prometheus, Alertmanager.
+
+Everything runs as local processes on loopback ports picked at start, under one state folder
+(`.stack/` at the repo root unless MODELDEPLOY_STACK_DIR says otherwise):
+
+    env             shell file to `source`: KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, ...
+    state.json      what runs: per part its pid (or kwok cluster name) and ports
+    logs/<part>.log each part's output
+    kubeconfig      admin kubeconfig of the cluster
+    kwok/           kwokctl's work folder (the cluster's processes, certificates, etcd data)
+    mlflow/         sqlite registry and artifact store
+    prometheus/     prometheus.yml, rules/*.yml, targets/*.json (file service discovery), data
+    alertmanager/   alertmanager.yml, data
+
+`up` is idempotent: a part that is running and healthy is left alone. `down` stops every process
+the stack started, and then any process still naming the state folder in its arguments, so
+nothing is left listening. The pytest fixtures (tests/conftest.py) drive the same class.
+
+Usage: python dev/stack.py up [part ...] | down | status | env
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PARTS = ("cluster", "mlflow", "alertmanager", "prometheus")
+NODE_COUNT = 3
+# Detection is fast by design: alerts must reach the operator in seconds, not minutes
+# (docs/alerting.md explains each setting).
+SCRAPE_INTERVAL = "2s"
+EVALUATION_INTERVAL = "2s"
+
+
+class PartFailed(RuntimeError):
+    """A part of the stack did not start; the message ends with the tail of its log."""
+
+    def __init__(self, part: str, reason: str, log: Path | None = None) -> None:
+        tail = _tail(log) if log else ""
+        super().__init__(f"{part} did not start: {reason}" + (f"\n--- {log} ---\n{tail}" if tail else ""))
+        self.part = part
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def log(msg: str) -> None:
+    print(f"[stack {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(200 <= resp.status < 300)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, part: str, log_path: Path,
+             proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise PartFailed(part, f"exited with code {proc.returncode} before {what}", log_path)
+        time.sleep(0.25)
+    raise PartFailed(part, f"no {what} after {timeout:.0f}s", log_path)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def read_versions() -> dict[str, str]:
+    out = {}
+    for line in (REPO / "dev" / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Binaries:
+    kube: Path
+    kwok: Path
+    helm: Path
+    etcd: Path
+
+    @classmethod
+    def locate(cls, build: bool = False) -> Binaries:
+        """Where dev/build-tools.sh caches the pinned binaries; builds them first if asked."""
+        script = REPO / "dev" / "build-tools.sh"
+        if build:
+            subprocess.run([str(script)], check=True)
+        out = subprocess.run([str(script), "--print-dir"], check=True, capture_output=True, text=True)
+        dirs = dict(line.split("=", 1) for line in out.stdout.split())
+        return cls(Path(dirs["KUBE_BIN"]), Path(dirs["KWOK_BIN"]), Path(dirs["HELM_BIN"]),
+                   Path(dirs["ETCD_BIN"]))
+
+    def missing(self) -> list[str]:
+        return [str(d) for d in (self.kube, self.kwok, self.helm, self.etcd)
+                if not (d / ".complete").exists()]
+
+    def path_dirs(self) -> list[str]:
+        return [str(self.kube), str(self.helm), str(self.kwok)]
+
+
+class Stack:
+    """One local stack living in `root`. Safe to use from several processes one after another."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or Path(os.environ.get("MODELDEPLOY_STACK_DIR", REPO / ".stack"))).resolve()
+        self.logs = self.root / "logs"
+        self.state_file = self.root / "state.json"
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:6]
+        self.cluster_name = "modeldeploy" if self.root == (REPO / ".stack").resolve() else f"md-{digest}"
+
+    # --- state -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, part: str, info: dict[str, Any] | None) -> None:
+        st = self.state()
+        if info is None:
+            st.pop(part, None)
+        else:
+            st[part] = info
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(st, indent=2))
+        tmp.replace(self.state_file)
+        self._write_env(st)
+
+    def env(self) -> dict[str, str]:
+        """The variables the env file exports, for the parts that run."""
+        st = self.state()
+        env: dict[str, str] = {"MODELDEPLOY_STACK_DIR": str(self.root)}
+        if "cluster" in st:
+            env["KUBECONFIG"] = st["cluster"]["kubeconfig"]
+        if "mlflow" in st:
+            env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{st['mlflow']['port']}"
+        if "prometheus" in st:
+            env["PROMETHEUS_URL"] = f"http://127.0.0.1:{st['prometheus']['port']}"
+        if "alertmanager" in st:
+            env["ALERTMANAGER_URL"] = f"http://127.0.0.1:{st['alertmanager']['port']}"
+        if "operator_ports" in st:
+            env["MODELDEPLOY_METRICS_PORT"] = str(st["operator_ports"]["metrics"])
+            env["MODELDEPLOY_WEBHOOK_PORT"] = str(st["operator_ports"]["webhook"])
+        return env
+
+    def _write_env(self, st: dict[str, Any]) -> None:
+        lines = ["# written by dev/stack.py; source it: . .stack/env"]
+        lines += [f"export {k}={v}" for k, v in self.env().items()]
+        if "cluster" in st:
+            lines.append(f"export PATH={':'.join(st['cluster']['path'])}:$PATH")
+        lines.append("export MLFLOW_DISABLE_TELEMETRY=true")
+        (self.root / "env").write_text("\n".join(lines) + "\n")
+
+    def operator_ports(self) -> dict[str, int]:
+        """Loopback ports reserved for an operator run against this stack (make run, demo).
+
+        Alertmanager's receiver points at the webhook port, so they are fixed once per stack.
+        """
+        st = self.state()
+        if "operator_ports" not in st:
+            self._save("operator_ports", {"metrics": free_port(), "webhook": free_port()})
+        return dict(self.state()["operator_ports"])
+
+    # --- health ----------------------------------------------------------------------------
+    def healthy(self, part: str) -> bool:
+        info = self.state().get(part)
+        if not info:
+            return False
+        if part == "cluster":
+            return self._kubectl_ok(info)
+        if not pid_alive(int(info["pid"])):
+            return False
+        return http_ok(f"http://127.0.0.1:{info['port']}{HEALTH_PATHS[part]}")
+
+    def _kubectl_ok(self, info: dict[str, Any]) -> bool:
+        kubectl = Path(info["path"][0]) / "kubectl"
+        res = subprocess.run([str(kubectl), "--kubeconfig", info["kubeconfig"], "get", "--raw", "/readyz"],
+                             capture_output=True, text=True, timeout=20, check=False)
+        return res.returncode == 0 and res.stdout.strip() == "ok"
+
+    # --- up / down -------------------------------------------------------------------------
+    def up(self, parts: Iterable[str] = PARTS, build: bool = True) -> dict[str, str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        wanted = [p for p in PARTS if p in set(parts)]
+        self.operator_ports()
+        for part in wanted:
+            if self.healthy(part):
+                log(f"{part}: already running")
+                continue
+            self._stop_part(part)  # leftovers of a crashed run
+            log(f"{part}: starting")
+            t0 = time.monotonic()
+            STARTERS[part](self, build)
+            log(f"{part}: ready in {time.monotonic() - t0:.1f}s")
+        return self.env()
+
+    def down(self) -> None:
+        for part in reversed(PARTS):
+            self._stop_part(part)
+        self._kill_strays()
+        self._save("operator_ports", None)
+        with contextlib.suppress(OSError):
+            (self.root / "env").unlink()
+        log("stack stopped")
+
+    def _stop_part(self, part: str) -> None:
+        info = self.state().get(part)
+        if not info:
+            return
+        if part == "cluster":
+            self._kwokctl(info["path"], "delete", "cluster", check=False)
+        else:
+            terminate(int(info["pid"]))
+        self._save(part, None)
+        log(f"{part}: stopped")
+
+    def _kill_strays(self) -> None:
+        """Any process whose command line names the state folder was started by this stack."""
+        me = os.getpid()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == me:
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(self.root) in cmdline and "dev/stack.py" not in cmdline:
+                terminate(int(proc.name), group=False)
+
+    # --- parts -----------------------------------------------------------------------------
+    def _kwokctl(self, path: list[str], *args: str, check: bool = True,
+                 stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, KWOK_WORKDIR=str(self.root / "kwok"),
+                   PATH=":".join(path) + ":" + os.environ.get("PATH", ""),
+                   KWOK_KUBE_VERSION=read_versions()["KUBERNETES_VERSION"])
+        cmd = [str(Path(path[2]) / "kwokctl"), "--name", self.cluster_name,
+               "-c", str(self.root / "kwok" / "kwok.yaml"), *args]
+        return subprocess.run(cmd, env=env, text=True, stdout=stdout, stderr=subprocess.STDOUT,
+                              check=check, timeout=300)
+
+    def start_cluster(self, build: bool) -> None:
+        bins = Binaries.locate(build=build)
+        if bins.missing():
+            raise PartFailed("cluster", "binaries not built yet: run `make tools` (dev/build-tools.sh); "
+                             f"missing {', '.join(bins.missing())}")
+        kubeconfig = self.root / "kubeconfig"
+        kubeconfig.unlink(missing_ok=True)
+        (self.root / "kwok").mkdir(exist_ok=True)
+        (self.root / "kwok" / "kwok.yaml").touch()
+        path = bins.path_dirs()
+        log_path = self.logs / "cluster.log"
+        with log_path.open("w") as out:
+            res = self._kwokctl(
+                path, "create", "cluster", "--runtime", "binary",
+                "--kube-apiserver-binary", str(bins.kube / "kube-apiserver"),
+                "--kube-controller-manager-binary", str(bins.kube / "kube-controller-manager"),
+                "--kube-scheduler-binary", str(bins.kube / "kube-scheduler"),
+                "--kwok-controller-binary", str(bins.kwok / "kwok"),
+                "--etcd-binary", str(bins.etcd / "etcd"),
+                "--kubeconfig", str(kubeconfig), "--wait", "120s",
+                check=False, stdout=out)
+        if res.returncode != 0:
+            raise PartFailed("cluster", f"kwokctl create cluster exited {res.returncode}", log_path)
+        info = {"name": self.cluster_name, "kubeconfig": str(kubeconfig), "path": path}
+        self._save("cluster", info)
+        kubectl = [str(bins.kube / "kubectl"), "--kubeconfig", str(kubeconfig)]
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(kwok_nodes(NODE_COUNT)),
+                       text=True, check=True, capture_output=True)
+        wait_for(lambda: subprocess.run(
+            [*kubectl, "wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"],
+            capture_output=True, check=False).returncode == 0, 90, "Ready nodes", "cluster", log_path)
+        # The default ServiceAccount must exist before pods can be created in a namespace.
+        wait_for(lambda: subprocess.run([*kubectl, "get", "serviceaccount", "default"],
+                                        capture_output=True, check=False).returncode == 0,
+                 60, "default ServiceAccount", "cluster", log_path)
+
+    def start_mlflow(self, build: bool) -> None:
+        d = self.root / "mlflow"
+        (d / "artifacts").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        mlflow = Path(sys.executable).parent / "mlflow"
+        env = dict(
+            os.environ,
+            MLFLOW_DISABLE_TELEMETRY="true",
+            # Registry webhooks to the operator on loopback over plain http: local stack only.
+            MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+            MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
+            MLFLOW_WEBHOOK_CACHE_TTL="1",
+            MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=_secret(d / "webhook-encryption.key"),
+            PATH=f"{mlflow.parent}:{os.environ.get('PATH', '')}",
+        )
+        cmd = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
+               "--artifacts-destination", str(d / "artifacts"), "--workers", "1"]
+        proc = spawn(cmd, self.logs / "mlflow.log", env)
+        self._save("mlflow", {"pid": proc.pid, "port": port})
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "/health answer",
+                 "mlflow", self.logs / "mlflow.log", proc)
+
+    def start_alertmanager(self, build: bool) -> None:
+        d = self.root / "alertmanager"
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        webhook = f"http://127.0.0.1:{self.operator_ports()['webhook']}/alerts/alertmanager"
+        write_yaml(d / "alertmanager.yml", alertmanager_config(webhook))
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if not binary:
+            raise PartFailed("alertmanager", "prometheus-alertmanager is not installed "
+                             "(apt-get install prometheus-alertmanager; .ci/run does it)")
+        cmd = [binary, f"--config.file={d / 'alertmanager.yml'}", f"--storage.path={d / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+        proc = spawn(cmd, self.logs / "alertmanager.log")
+        self._save("alertmanager", {"pid": proc.pid, "port": port})
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), 60, "/-/ready answer",
+                 "alertmanager", self.logs / "alertmanager.log", proc)
+
+    def start_prometheus(self, build: bool) -> None:
+        d = self.root / "prometheus"
+        for sub in ("rules", "targets", "data"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        am = self.state().get("alertmanager")
+        write_yaml(d / "prometheus.yml", prometheus_config(d, am["port"] if am else None))
+        port = free_port()
+        binary = shutil.which("prometheus")
+        if not binary:
+            raise PartFailed("prometheus", "prometheus is not installed "
+                             "(apt-get install prometheus; .ci/run does it)")
+        cmd = [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
+        proc = spawn(cmd, self.logs / "prometheus.log")
+        self._save("prometheus", {"pid": proc.pid, "port": port})
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), 60, "/-/ready answer",
+                 "prometheus", self.logs / "prometheus.log", proc)
+
+    # --- helpers for tests and the demo ----------------------------------------------------
+    def add_scrape_target(self, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
+        """Adds (or replaces) a target for Prometheus' file service discovery; picked up in ~2s."""
+        path = self.root / "prometheus" / "targets" / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [address], "labels": labels or {}}]))
+        tmp.replace(path)
+        return path
+
+    def remove_scrape_target(self, name: str) -> None:
+        (self.root / "prometheus" / "targets" / f"{name}.json").unlink(missing_ok=True)
+
+    def write_rules(self, name: str, groups: list[dict[str, Any]]) -> None:
+        """Writes a Prometheus rule file and reloads Prometheus so it takes effect now."""
+        write_yaml(self.root / "prometheus" / "rules" / f"{name}.yml", {"groups": groups})
+        self.reload("prometheus")
+
+    def remove_rules(self, name: str) -> None:
+        (self.root / "prometheus" / "rules" / f"{name}.yml").unlink(missing_ok=True)
+        self.reload("prometheus")
+
+    def set_alert_webhook(self, url: str) -> None:
+        """Points Alertmanager's only receiver at `url` and reloads it."""
+        write_yaml(self.root / "alertmanager" / "alertmanager.yml", alertmanager_config(url))
+        self.reload("alertmanager")
+
+    def reload(self, part: str) -> None:
+        port = self.state()[part]["port"]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/-/reload", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{part} reload answered {resp.status}")
+
+
+HEALTH_PATHS = {"mlflow": "/health", "prometheus": "/-/ready", "alertmanager": "/-/ready"}
+STARTERS: dict[str, Callable[[Stack, bool], None]] = {
+    "cluster": Stack.start_cluster,
+    "mlflow": Stack.start_mlflow,
+    "alertmanager": Stack.start_alertmanager,
+    "prometheus": Stack.start_prometheus,
+}
+
+
+def _secret(path: Path) -> str:
+    if not path.exists():
+        from cryptography.fernet import Fernet  # ships with mlflow
+
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Starts a detached process in its own session (so `down` can stop its whole group)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, cwd=log_path.parent)
+
+
+def terminate(pid: int, group: bool = True, timeout: float = 15.0) -> None:
+    """SIGTERM the process (and its group), then SIGKILL whatever is left after `timeout`."""
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+
+    if not pid_alive(pid):
+        return
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.1)
+    send(signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(path)
+
+
+def kwok_nodes(count: int) -> list[dict[str, Any]]:
+    """Nodes that kwok-controller manages (annotation kwok.x-k8s.io/node=fake): pods scheduled on
+    them are reported Running and Ready without any process behind them."""
+    return [{
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": f"kwok-node-{i}",
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": f"kwok-node-{i}", "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", "type": "kwok"},
+        },
+        "spec": {"taints": []},
+        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+    } for i in range(count)]
+
+
+def prometheus_config(d: Path, alertmanager_port: int | None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": EVALUATION_INTERVAL,
+                   "scrape_timeout": SCRAPE_INTERVAL},
+        "rule_files": [str(d / "rules" / "*.yml")],
+        "scrape_configs": [{
+            "job_name": "modeldeploy",
+            "file_sd_configs": [{"files": [str(d / "targets" / "*.json")], "refresh_interval": "2s"}],
+        }],
+    }
+    if alertmanager_port:
+        cfg["alerting"] = {"alertmanagers": [
+            {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]}
+    return cfg
+
+
+def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    return {
+        "route": {
+            "receiver": "modeldeploy",
+            "group_by": ["alertname", "namespace", "modeldeployment", "model_version"],
+            "group_wait": "1s", "group_interval": "5s", "repeat_interval": "1h",
+        },
+        "receivers": [{"name": "modeldeploy", "webhook_configs": [
+            {"url": webhook_url, "send_resolved": True, "max_alerts": 0}]}],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start the stack (or the named parts); harmless when running")
+    up.add_argument("parts", nargs="*", metavar="part", help=f"any of {', '.join(PARTS)}")
+    up.add_argument("--no-build", action="store_true", help="fail instead of building binaries")
+    sub.add_parser("down", help="stop everything the stack started")
+    sub.add_parser("status", help="show what runs and where")
+    sub.add_parser("env", help="print the env file")
+    args = parser.parse_args(argv)
+    stack = Stack()
+    if args.cmd == "up":
+        unknown = set(args.parts) - set(PARTS)
+        if unknown:
+            parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; parts are {', '.join(PARTS)}")
+        try:
+            stack.up(args.parts or PARTS, build=not args.no_build)
+        except PartFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"stack is up; use it with:  source {stack.root / 'env'}")
+        print((stack.root / "env").read_text())
+    elif args.cmd == "down":
+        stack.down()
+    elif args.cmd == "status":
+        for part in PARTS:
+            print(f"{part:13} {'running' if stack.healthy(part) else 'stopped'}")
+        for k, v in stack.env().items():
+            print(f"  {k}={v}")
+    elif args.cmd == "env":
+        print((stack.root / "env").read_text() if (stack.root / "env").exists() else "", end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Names shared by the serving runtime, the alert-rule renderer, the operator and the dashboards.
+
+A metric, label or alert name is written once, here, so that renaming it cannot leave a rule
+matching nothing or a dashboard panel empty. Nothing in this module imports anything else.
+"""
+
+from typing import Final
+
+# API group of the custom resource and the prefix of every label/annotation the operator sets.
+GROUP: Final = "modeldeploy.io"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "modeldeployments"
+KIND: Final = "ModelDeployment"
+FIELD_MANAGER: Final = "modeldeploy-operator"
+
+# Labels on every serving pod (and so, through the ServiceMonitor, on every scraped series).
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_MODELDEPLOYMENT: Final = f"{GROUP}/modeldeployment"
+LABEL_MODEL_NAME: Final = f"{GROUP}/model-name"
+LABEL_MODEL_VERSION: Final = f"{GROUP}/model-version"
+
+# Prometheus label names. namespace/modeldeployment/model_version identify the serving version
+# an alert is about; the rollback logic matches alerts by exactly these three.
+PROM_NAMESPACE: Final = "namespace"
+PROM_MODELDEPLOYMENT: Final = "modeldeployment"
+PROM_MODEL_NAME: Final = "model_name"
+PROM_MODEL_VERSION: Final = "model_version"
+
+# Serving runtime metrics (modeldeploy serve). Each series carries model_name and model_version.
+PREDICTION_LATENCY: Final = "prediction_latency_seconds"  # histogram
+PREDICTION_REQUESTS: Final = "prediction_requests_total"  # counter, label `code`
+PREDICTION_ERRORS: Final = "prediction_errors_total"  # counter, label `error_type`
+PREDICTIONS_IN_FLIGHT: Final = "prediction_requests_in_flight"  # gauge
+MODEL_VERSION_INFO: Final = "model_version_info"  # gauge = 1, labels model_name/version/run_id
+MODEL_LOAD_SECONDS: Final = "model_load_duration_seconds"  # gauge
+PREDICTION_CONFIDENCE: Final = "prediction_confidence"  # histogram of the top class probability
+PREDICTION_CLASS: Final = "prediction_class_total"  # counter, label `class`
+PREDICTION_VALUE: Final = "prediction_value"  # histogram of regression outputs
+FEATURE_DRIFT_PSI: Final = "feature_drift_psi"  # gauge, label `feature`
+FEATURE_MISSING_RATIO: Final = "feature_missing_ratio"  # gauge, label `feature`
+LABEL_CODE: Final = "code"
+LABEL_ERROR_TYPE: Final = "error_type"
+LABEL_FEATURE: Final = "feature"
+LABEL_CLASS: Final = "class"
+
+# Operator metrics (modeldeploy operator).
+OP_ROLLOUT_STATUS: Final = "modeldeploy_rollout_status"
+OP_MODEL_VERSION_INFO: Final = "modeldeploy_model_version_info"
+OP_ROLLOUTS_STARTED: Final = "modeldeploy_rollouts_started_total"
+OP_ROLLOUTS_COMPLETED: Final = "modeldeploy_rollouts_completed_total"
+OP_ROLLBACKS: Final = "modeldeploy_rollbacks_total"
+OP_RECONCILE_SECONDS: Final = "modeldeploy_reconcile_duration_seconds"
+OP_REGISTRY_REQUESTS: Final = "modeldeploy_registry_requests_total"
+OP_REGISTRY_SECONDS: Final = "modeldeploy_registry_request_duration_seconds"
+
+# Alert names of the default PrometheusRule.
+ALERT_HIGH_ERROR_RATE: Final = "ModelHighErrorRate"
+ALERT_HIGH_LATENCY: Final = "ModelHighLatency"
+ALERT_DRIFT: Final = "ModelInputDrift"

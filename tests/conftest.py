@@ -1,0 +1,136 @@
+"""Session-scoped fixtures over the local stack launcher (dev/stack.py).
+
+A fixture asks for one part (cluster, MLflow, Prometheus, Alertmanager). A part that already
+runs (`make stack-up`) is used as it is and left running; a part that does not is started and
+stopped again when the session ends. A part that cannot start fails the test under CI=true, with
+the tail of its log; locally it skips with the same message and says how to start it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "dev"))
+
+import stack as devstack  # noqa: E402  (dev/ is not a package)
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(message: str) -> None:
+    """A real part is missing: a failure under CI, a skip that says what to do locally."""
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"{message}\n(start it with `make stack-up`; under CI=true this is a failure)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+
+
+class TestStack:
+    """The stack as the tests see it: parts started on demand, stopped at the end if we started them."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.stack = devstack.Stack()
+        self.started: list[str] = []
+        self.failed: dict[str, str] = {}
+
+    def ensure(self, part: str) -> None:
+        if part in self.failed:
+            unavailable(self.failed[part])
+        if self.stack.healthy(part):
+            return
+        try:
+            self.stack.up([part], build=False)
+        except devstack.PartFailed as exc:
+            self.failed[part] = str(exc)
+            unavailable(str(exc))
+        self.started.append(part)
+
+    def url(self, part: str) -> str:
+        return f"http://127.0.0.1:{self.stack.state()[part]['port']}"
+
+    def teardown(self) -> None:
+        if os.environ.get("MODELDEPLOY_KEEP_STACK") or not self.started:
+            return
+        for part in reversed(devstack.PARTS):
+            if part in self.started:
+                self.stack._stop_part(part)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[TestStack]:
+    s = TestStack()
+    yield s
+    s.teardown()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+    bin_dir: Path
+
+    @property
+    def kubectl(self) -> list[str]:
+        return [str(self.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig]
+
+    def api_client(self):  # type: ignore[no-untyped-def]
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster(stack: TestStack) -> Cluster:
+    stack.ensure("cluster")
+    info = stack.stack.state()["cluster"]
+    return Cluster(kubeconfig=info["kubeconfig"], bin_dir=Path(info["path"][0]))
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (its objects go with it)."""
+    from kubernetes import client
+
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    api = client.CoreV1Api(cluster.api_client())
+    api.create_namespace({"metadata": {"name": name, "labels": {"modeldeploy.io/test": "true"}}})
+    yield name
+    api.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(stack: TestStack) -> str:
+    stack.ensure("mlflow")
+    return stack.url("mlflow")
+
+
+@pytest.fixture(scope="session")
+def alertmanager_url(stack: TestStack) -> str:
+    stack.ensure("alertmanager")
+    return stack.url("alertmanager")
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(stack: TestStack, alertmanager_url: str) -> str:
+    stack.ensure("prometheus")
+    return stack.url("prometheus")
