@@ -1,0 +1,31 @@
+"""Names used only by the serving runtime (shared metric names live in modeldeploy.names)."""
+
+from typing import Final
+
+# Ground-truth feedback metrics (only the serving runtime and its docs use these).
+FEEDBACK_TOTAL: Final = "prediction_feedback_total"  # counter, label `outcome`
+FEEDBACK_PENDING: Final = "prediction_feedback_pending_requests"  # gauge
+FEEDBACK_EVICTED: Final = "prediction_feedback_evicted_total"  # counter, label `reason`
+FEEDBACK_WINDOW_ROWS: Final = "model_feedback_window_rows"  # gauge
+MODEL_ACCURACY: Final = "model_feedback_accuracy"  # gauge, classifiers
+MODEL_PRECISION: Final = "model_feedback_precision"  # gauge, macro average
+MODEL_RECALL: Final = "model_feedback_recall"  # gauge, macro average
+MODEL_F1: Final = "model_feedback_f1"  # gauge, macro average
+MODEL_MAE: Final = "model_feedback_mae"  # gauge, regressors
+MODEL_RMSE: Final = "model_feedback_rmse"  # gauge, regressors
+FEEDBACK_LABEL_RATIO: Final = "feedback_label_ratio"  # gauge, label `class`
+FEEDBACK_LABEL_MEAN: Final = "feedback_label_mean"  # gauge, regressors
+DRIFT_WINDOW_ROWS: Final = "feature_drift_window_rows"  # gauge
+LABEL_OUTCOME: Final = "outcome"
+LABEL_REASON: Final = "reason"
+LABEL_RUN_ID: Final = "run_id"
+
+# error_type values of prediction_errors_total.
+ERR_BAD_INPUT: Final = "bad_input"
+ERR_TOO_LARGE: Final = "payload_too_large"
+ERR_MEDIA_TYPE: Final = "unsupported_media_type"
+ERR_MODEL: Final = "model_error"
+ERR_TIMEOUT: Final = "timeout"
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+REQUEST_ID_BODY_KEY: Final = "request_id"

@@ -1,0 +1,184 @@
+"""Ground truth after the fact: pending predictions by request id, and a window of outcomes.
+
+A prediction is remembered (bounded by rows and by age) until its true labels arrive through
+/feedback; the pair then enters a sliding window from which accuracy, precision, recall, F1
+(classifiers) or MAE/RMSE (regressors) and the label distribution (target drift) are computed
+when Prometheus scrapes. Memory is bounded twice: a pending prediction older than `ttl` is
+forgotten, and when the rows held exceed `max_rows` the oldest requests are evicted (counted).
+Not thread-safe: the server uses it from its event loop only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+Task = Literal["classification", "regression"]
+
+
+class Refusal(StrEnum):
+    UNKNOWN = "unknown_or_expired"  # never seen, already answered, expired or evicted
+    LENGTH = "length_mismatch"  # label count differs from the rows predicted
+    INVALID = "invalid_label"  # a label of the wrong kind (e.g. text for a regressor)
+
+
+@dataclass
+class _Pending:
+    at: float
+    predictions: Sequence[Any]
+
+
+class PendingPredictions:
+    def __init__(self, max_rows: int = 100_000, ttl: float = 3600.0) -> None:
+        self.max_rows = max_rows
+        self.ttl = ttl
+        self._items: OrderedDict[str, _Pending] = OrderedDict()
+        self.rows = 0
+        self.evicted = 0  # requests dropped for memory before their feedback came
+        self.expired = 0  # requests dropped for age
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, request_id: str, predictions: Sequence[Any], now: float) -> None:
+        if len(predictions) > self.max_rows:
+            self.evicted += 1
+            return
+        old = self._items.pop(request_id, None)
+        if old is not None:
+            self.rows -= len(old.predictions)
+        self._items[request_id] = _Pending(now, predictions)
+        self.rows += len(predictions)
+        self._expire(now)
+        while self.rows > self.max_rows:
+            _, dropped = self._items.popitem(last=False)
+            self.rows -= len(dropped.predictions)
+            self.evicted += 1
+
+    def take(self, request_id: str, now: float) -> Sequence[Any] | None:
+        """The predictions of a request, once: a second take of the same id finds nothing."""
+        self._expire(now)
+        item = self._items.pop(request_id, None)
+        if item is None:
+            return None
+        self.rows -= len(item.predictions)
+        return item.predictions
+
+    def _expire(self, now: float) -> None:
+        # Insertion order is time order, so expired entries sit at the front.
+        while self._items:
+            first = next(iter(self._items.values()))
+            if now - first.at <= self.ttl:
+                break
+            _, dropped = self._items.popitem(last=False)
+            self.rows -= len(dropped.predictions)
+            self.expired += 1
+
+
+def class_key(value: Any) -> str:
+    """One spelling per class, whether it came from numpy (np.int64(1)) or JSON (1, 1.0, "1")."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ClassificationStats:
+    n: int
+    accuracy: float
+    precision: float  # macro average over the classes seen in labels or predictions
+    recall: float
+    f1: float
+    label_ratio: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RegressionStats:
+    n: int
+    mae: float
+    rmse: float
+    label_mean: float
+
+
+class OutcomeWindow:
+    """The last `size` (true, predicted) pairs of one task."""
+
+    def __init__(self, task: Task, size: int = 1000, max_classes: int = 100) -> None:
+        self.task = task
+        self.max_classes = max_classes
+        self._pairs: deque[tuple[Any, Any]] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def validate(self, labels: Sequence[Any]) -> Refusal | None:
+        for v in labels:
+            if self.task == "regression":
+                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                    return Refusal.INVALID
+            elif not isinstance(v, str | int | float | bool):
+                return Refusal.INVALID
+        return None
+
+    def add(self, labels: Sequence[Any], predictions: Sequence[Any]) -> None:
+        if self.task == "classification":
+            self._pairs.extend(
+                (class_key(t), class_key(p)) for t, p in zip(labels, predictions, strict=True)
+            )
+        else:
+            self._pairs.extend(
+                (float(t), float(p)) for t, p in zip(labels, predictions, strict=True)
+            )
+
+    def classification(self) -> ClassificationStats | None:
+        if self.task != "classification" or not self._pairs:
+            return None
+        n = len(self._pairs)
+        tp: dict[str, int] = {}
+        true_n: dict[str, int] = {}
+        pred_n: dict[str, int] = {}
+        for t, p in self._pairs:
+            true_n[t] = true_n.get(t, 0) + 1
+            pred_n[p] = pred_n.get(p, 0) + 1
+            if t == p:
+                tp[t] = tp.get(t, 0) + 1
+        classes = set(true_n) | set(pred_n)
+        precisions, recalls, f1s = [], [], []
+        for c in classes:
+            hit = tp.get(c, 0)
+            prec = hit / pred_n[c] if pred_n.get(c) else 0.0
+            rec = hit / true_n[c] if true_n.get(c) else 0.0
+            precisions.append(prec)
+            recalls.append(rec)
+            f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+        top = sorted(true_n.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_classes]
+        return ClassificationStats(
+            n=n,
+            accuracy=sum(tp.values()) / n,
+            precision=sum(precisions) / len(classes),
+            recall=sum(recalls) / len(classes),
+            f1=sum(f1s) / len(classes),
+            label_ratio={c: k / n for c, k in top},
+        )
+
+    def regression(self) -> RegressionStats | None:
+        if self.task != "regression" or not self._pairs:
+            return None
+        n = len(self._pairs)
+        errs = [p - t for t, p in self._pairs]
+        return RegressionStats(
+            n=n,
+            mae=sum(abs(e) for e in errs) / n,
+            rmse=math.sqrt(sum(e * e for e in errs) / n),
+            label_mean=sum(t for t, _ in self._pairs) / n,
+        )

@@ -1,0 +1,220 @@
+"""Loading a model safely: allowed URI schemes, and no stored code run unless trusted.
+
+Unpickling is running code: a pickled sklearn model or a cloudpickled `python_model` can do
+anything when loaded, and so can a models-from-code file or `code_paths` shipped with the model.
+The server therefore reads the MLmodel file first and refuses such a model unless
+`--trust-model-code` allows it: `never` (default), `registry` (only for `models:/` URIs, i.e.
+versions someone with registry write access registered — the operator's path, which sets
+MODELDEPLOY_TRUST_MODEL_CODE=registry on serving pods) or `always`. sklearn models that MLflow 3
+logs by default use skops, which loads without running stored code, so they need no trust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from modeldeploy.serving.config import ServeConfig
+from modeldeploy.tracking.baseline import BASELINE_FILE, BaselineError, DriftBaseline
+
+log = logging.getLogger("modeldeploy.serving")
+
+# pyfunc loader modules that load from a data format, not from stored Python code.
+_SAFE_LOADERS = {"mlflow.onnx", "mlflow.xgboost"}
+
+
+class LoadRefused(RuntimeError):
+    """The configuration forbids loading this model; the message says which setting allows it."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    uri: str
+    name: str
+    version: str
+    run_id: str
+    local_path: str
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+    load_seconds: float
+    baseline: DriftBaseline | None
+    classifier: Any | None  # the raw estimator when it has predict_proba
+    regressor: bool  # sklearn says the raw estimator is a regressor
+    input_columns: tuple[str, ...]  # named inputs of the signature, in order
+    required_columns: tuple[str, ...]
+    type_hint_signature: bool
+
+
+def uri_scheme(uri: str) -> str:
+    scheme = urlparse(uri).scheme.lower()
+    return "file" if len(scheme) <= 1 else scheme  # '' or a Windows drive letter: a path
+
+
+def check_scheme(uri: str, allowed: tuple[str, ...]) -> None:
+    scheme = uri_scheme(uri)
+    if scheme not in allowed:
+        raise LoadRefused(
+            f"refusing to load {uri!r}: URI scheme {scheme!r} is not allowed "
+            f"(allowed: {', '.join(allowed)}; set MODELDEPLOY_ALLOWED_URI_SCHEMES or "
+            "--allowed-schemes to change that)"
+        )
+
+
+def code_needed(mlmodel: dict[str, Any]) -> str | None:
+    """Why loading this model runs code stored with it, or None when it does not."""
+    flavors = mlmodel.get("flavors") or {}
+    pyfunc = flavors.get("python_function")
+    if not isinstance(pyfunc, dict):
+        return "it has no python_function flavor, so it cannot be served as pyfunc"
+    if pyfunc.get("code"):
+        return "it ships code_paths, which are imported at load"
+    loader = pyfunc.get("loader_module")
+    if loader == "mlflow.sklearn":
+        fmt = (flavors.get("sklearn") or {}).get("serialization_format", "pickle")
+        if fmt == "skops":
+            return None
+        return f"its sklearn flavor is stored with {fmt}, and unpickling runs code"
+    if loader == "mlflow.pyfunc.model":
+        if pyfunc.get("model_code_path") or str(pyfunc.get("python_model", "")).endswith(".py"):
+            return "it is a models-from-code python_model, whose file is executed"
+        return "its python_model is cloudpickled, and unpickling runs code"
+    if loader in _SAFE_LOADERS:
+        return None
+    return f"its loader {loader!r} is not known to load without running stored code"
+
+
+def check_code(uri: str, mlmodel: dict[str, Any], trust: str) -> None:
+    reason = code_needed(mlmodel)
+    if reason is None or trust == "always" or (trust == "registry" and uri_scheme(uri) == "models"):
+        return
+    hint = "or log sklearn models with serialization_format='skops' (MLflow 3's default)"
+    raise LoadRefused(
+        f"refusing to load {uri!r}: {reason}. Set MODELDEPLOY_TRUST_MODEL_CODE=registry "
+        f"(models:/ URIs only) or =always (or --trust-model-code) if you trust its source, {hint}"
+    )
+
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))?/?$")
+
+
+def resolve(uri: str, config: ServeConfig) -> tuple[str, str | None, str | None, str | None]:
+    """(URI to download, registered name, version, run id): an alias is resolved once, here,
+    and the concrete version downloaded, so the alias moving mid-load cannot mix versions."""
+    m = _MODELS_URI.match(uri)
+    if not m:
+        run = re.match(r"^runs:/([^/]+)/", uri)
+        return uri, None, None, run.group(1) if run else None
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name, alias, ref = m.group("name"), m.group("alias"), m.group("ref")
+    if alias:
+        mv = client.get_model_version_by_alias(name, alias)
+    elif ref and ref.isdigit():
+        mv = client.get_model_version(name, ref)
+    else:
+        return uri, name, None, None  # stage or 'latest': MLflow resolves it while downloading
+    return f"models:/{name}/{mv.version}", name, str(mv.version), mv.run_id or None
+
+
+def load(config: ServeConfig) -> LoadedModel:
+    """Download, check, load; raises LoadRefused or MLflow's own errors."""
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    import yaml
+
+    uri = config.model_uri
+    check_scheme(uri, config.allowed_schemes)
+    started = time.perf_counter()
+    concrete, reg_name, reg_version, run_id = resolve(uri, config)
+    if uri_scheme(concrete) == "file" and os.path.isdir(_path(concrete)):
+        local = _path(concrete)
+    else:
+        dst = config.model_dir or tempfile.mkdtemp(prefix="modeldeploy-model-")
+        local = mlflow.artifacts.download_artifacts(artifact_uri=concrete, dst_path=dst)
+    with open(os.path.join(local, "MLmodel"), encoding="utf-8") as fh:
+        mlmodel = yaml.safe_load(fh) or {}
+    check_code(uri, mlmodel, config.trust_model_code)
+    model = mlflow.pyfunc.load_model(local)
+    seconds = time.perf_counter() - started
+    info = ModelInfo(
+        uri=uri,
+        name=config.model_name or reg_name or str(mlmodel.get("name") or "unknown"),
+        version=config.model_version or reg_version or "unknown",
+        run_id=str(mlmodel.get("run_id") or run_id or ""),
+        local_path=local,
+    )
+    classifier, regressor = _estimator_kind(model)
+    cols, required = _signature_columns(model)
+    hinted = getattr(model.metadata, "_is_signature_from_type_hint", lambda: False)()
+    return LoadedModel(
+        info=info,
+        pyfunc=model,
+        load_seconds=seconds,
+        baseline=_baseline(config, local),
+        classifier=classifier,
+        regressor=regressor,
+        input_columns=cols,
+        required_columns=required,
+        type_hint_signature=bool(hinted),
+    )
+
+
+def _path(uri: str) -> str:
+    return urlparse(uri).path if uri.startswith("file:") else uri
+
+
+def _estimator_kind(model: Any) -> tuple[Any | None, bool]:
+    try:
+        raw = model.get_raw_model()
+    except Exception:  # flavors without a raw model (custom pyfunc) say so by raising
+        return None, False
+    try:
+        from sklearn.base import is_classifier, is_regressor
+    except ImportError:
+        return None, False
+    if is_classifier(raw) and hasattr(raw, "predict_proba"):
+        return raw, False
+    return None, bool(is_regressor(raw))
+
+
+def _signature_columns(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
+        return (), ()
+    names = tuple(str(n) for n in schema.input_names())
+    required = tuple(str(n) for n in schema.required_input_names())
+    return names, required
+
+
+def _baseline(config: ServeConfig, local: str) -> DriftBaseline | None:
+    source = config.baseline
+    try:
+        if source:
+            if uri_scheme(source) != "file":
+                import mlflow.artifacts
+
+                source = mlflow.artifacts.download_artifacts(artifact_uri=source)
+            path = _path(source)
+        else:
+            path = os.path.join(local, BASELINE_FILE)
+            if not os.path.exists(path):
+                log.info("no drift baseline in the model", extra={"path": BASELINE_FILE})
+                return None
+        with open(path, encoding="utf-8") as fh:
+            return DriftBaseline.from_json(fh.read())
+    except (OSError, BaselineError, json.JSONDecodeError) as exc:
+        # Serving matters more than drift: say loudly that PSI is off, and serve.
+        log.error("drift baseline unusable, PSI disabled: %s", exc)
+        return None
