@@ -48,6 +48,7 @@ NODE_COUNT = 3
 # (docs/alerting.md explains each setting).
 SCRAPE_INTERVAL = "2s"
 EVALUATION_INTERVAL = "2s"
+RESEND_DELAY = "5s"
 
 
 class PartFailed(RuntimeError):
@@ -55,7 +56,9 @@ class PartFailed(RuntimeError):
 
     def __init__(self, part: str, reason: str, log: Path | None = None) -> None:
         tail = _tail(log) if log else ""
-        super().__init__(f"{part} did not start: {reason}" + (f"\n--- {log} ---\n{tail}" if tail else ""))
+        super().__init__(
+            f"{part} did not start: {reason}" + (f"\n--- {log} ---\n{tail}" if tail else "")
+        )
         self.part = part
 
 
@@ -90,8 +93,14 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, part: str, log_path: Path,
-             proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    part: str,
+    log_path: Path,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -140,14 +149,23 @@ class Binaries:
         script = REPO / "dev" / "build-tools.sh"
         if build:
             subprocess.run([str(script)], check=True)
-        out = subprocess.run([str(script), "--print-dir"], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(script), "--print-dir"], check=True, capture_output=True, text=True
+        )
         dirs = dict(line.split("=", 1) for line in out.stdout.split())
-        return cls(Path(dirs["KUBE_BIN"]), Path(dirs["KWOK_BIN"]), Path(dirs["HELM_BIN"]),
-                   Path(dirs["ETCD_BIN"]))
+        return cls(
+            Path(dirs["KUBE_BIN"]),
+            Path(dirs["KWOK_BIN"]),
+            Path(dirs["HELM_BIN"]),
+            Path(dirs["ETCD_BIN"]),
+        )
 
     def missing(self) -> list[str]:
-        return [str(d) for d in (self.kube, self.kwok, self.helm, self.etcd)
-                if not (d / ".complete").exists()]
+        return [
+            str(d)
+            for d in (self.kube, self.kwok, self.helm, self.etcd)
+            if not (d / ".complete").exists()
+        ]
 
     def path_dirs(self) -> list[str]:
         return [str(self.kube), str(self.helm), str(self.kwok)]
@@ -157,11 +175,15 @@ class Stack:
     """One local stack living in `root`. Safe to use from several processes one after another."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = (root or Path(os.environ.get("MODELDEPLOY_STACK_DIR", REPO / ".stack"))).resolve()
+        self.root = (
+            root or Path(os.environ.get("MODELDEPLOY_STACK_DIR", REPO / ".stack"))
+        ).resolve()
         self.logs = self.root / "logs"
         self.state_file = self.root / "state.json"
         digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:6]
-        self.cluster_name = "modeldeploy" if self.root == (REPO / ".stack").resolve() else f"md-{digest}"
+        self.cluster_name = (
+            "modeldeploy" if self.root == (REPO / ".stack").resolve() else f"md-{digest}"
+        )
 
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -230,8 +252,13 @@ class Stack:
 
     def _kubectl_ok(self, info: dict[str, Any]) -> bool:
         kubectl = Path(info["path"][0]) / "kubectl"
-        res = subprocess.run([str(kubectl), "--kubeconfig", info["kubeconfig"], "get", "--raw", "/readyz"],
-                             capture_output=True, text=True, timeout=20, check=False)
+        res = subprocess.run(
+            [str(kubectl), "--kubeconfig", info["kubeconfig"], "get", "--raw", "/readyz"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
         return res.returncode == 0 and res.stdout.strip() == "ok"
 
     # --- up / down -------------------------------------------------------------------------
@@ -278,28 +305,50 @@ class Stack:
             if not proc.name.isdigit() or int(proc.name) == me:
                 continue
             try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cmdline = (
+                    (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
             except OSError:
                 continue
             if str(self.root) in cmdline and "dev/stack.py" not in cmdline:
                 terminate(int(proc.name), group=False)
 
     # --- parts -----------------------------------------------------------------------------
-    def _kwokctl(self, path: list[str], *args: str, check: bool = True,
-                 stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, KWOK_WORKDIR=str(self.root / "kwok"),
-                   PATH=":".join(path) + ":" + os.environ.get("PATH", ""),
-                   KWOK_KUBE_VERSION=read_versions()["KUBERNETES_VERSION"])
-        cmd = [str(Path(path[2]) / "kwokctl"), "--name", self.cluster_name,
-               "-c", str(self.root / "kwok" / "kwok.yaml"), *args]
-        return subprocess.run(cmd, env=env, text=True, stdout=stdout, stderr=subprocess.STDOUT,
-                              check=check, timeout=300)
+    def _kwokctl(
+        self, path: list[str], *args: str, check: bool = True, stdout: Any = subprocess.PIPE
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(
+            os.environ,
+            KWOK_WORKDIR=str(self.root / "kwok"),
+            PATH=":".join(path) + ":" + os.environ.get("PATH", ""),
+            KWOK_KUBE_VERSION=read_versions()["KUBERNETES_VERSION"],
+        )
+        cmd = [
+            str(Path(path[2]) / "kwokctl"),
+            "--name",
+            self.cluster_name,
+            "-c",
+            str(self.root / "kwok" / "kwok.yaml"),
+            *args,
+        ]
+        return subprocess.run(
+            cmd,
+            env=env,
+            text=True,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            check=check,
+            timeout=300,
+        )
 
     def start_cluster(self, build: bool) -> None:
         bins = Binaries.locate(build=build)
         if bins.missing():
-            raise PartFailed("cluster", "binaries not built yet: run `make tools` (dev/build-tools.sh); "
-                             f"missing {', '.join(bins.missing())}")
+            raise PartFailed(
+                "cluster",
+                "binaries not built yet: run `make tools` (dev/build-tools.sh); "
+                f"missing {', '.join(bins.missing())}",
+            )
         kubeconfig = self.root / "kubeconfig"
         kubeconfig.unlink(missing_ok=True)
         (self.root / "kwok").mkdir(exist_ok=True)
@@ -308,28 +357,67 @@ class Stack:
         log_path = self.logs / "cluster.log"
         with log_path.open("w") as out:
             res = self._kwokctl(
-                path, "create", "cluster", "--runtime", "binary",
-                "--kube-apiserver-binary", str(bins.kube / "kube-apiserver"),
-                "--kube-controller-manager-binary", str(bins.kube / "kube-controller-manager"),
-                "--kube-scheduler-binary", str(bins.kube / "kube-scheduler"),
-                "--kwok-controller-binary", str(bins.kwok / "kwok"),
-                "--etcd-binary", str(bins.etcd / "etcd"),
-                "--kubeconfig", str(kubeconfig), "--wait", "120s",
-                check=False, stdout=out)
+                path,
+                "create",
+                "cluster",
+                "--runtime",
+                "binary",
+                "--kube-apiserver-binary",
+                str(bins.kube / "kube-apiserver"),
+                "--kube-controller-manager-binary",
+                str(bins.kube / "kube-controller-manager"),
+                "--kube-scheduler-binary",
+                str(bins.kube / "kube-scheduler"),
+                "--kwok-controller-binary",
+                str(bins.kwok / "kwok"),
+                "--etcd-binary",
+                str(bins.etcd / "etcd"),
+                "--kubeconfig",
+                str(kubeconfig),
+                "--wait",
+                "120s",
+                check=False,
+                stdout=out,
+            )
         if res.returncode != 0:
             raise PartFailed("cluster", f"kwokctl create cluster exited {res.returncode}", log_path)
         info = {"name": self.cluster_name, "kubeconfig": str(kubeconfig), "path": path}
         self._save("cluster", info)
         kubectl = [str(bins.kube / "kubectl"), "--kubeconfig", str(kubeconfig)]
-        subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(kwok_nodes(NODE_COUNT)),
-                       text=True, check=True, capture_output=True)
-        wait_for(lambda: subprocess.run(
-            [*kubectl, "wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"],
-            capture_output=True, check=False).returncode == 0, 90, "Ready nodes", "cluster", log_path)
+        subprocess.run(
+            [*kubectl, "apply", "-f", "-"],
+            input=yaml.safe_dump_all(kwok_nodes(NODE_COUNT)),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    [*kubectl, "wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"],
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            90,
+            "Ready nodes",
+            "cluster",
+            log_path,
+        )
         # The default ServiceAccount must exist before pods can be created in a namespace.
-        wait_for(lambda: subprocess.run([*kubectl, "get", "serviceaccount", "default"],
-                                        capture_output=True, check=False).returncode == 0,
-                 60, "default ServiceAccount", "cluster", log_path)
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    [*kubectl, "get", "serviceaccount", "default"], capture_output=True, check=False
+                ).returncode
+                == 0
+            ),
+            60,
+            "default ServiceAccount",
+            "cluster",
+            log_path,
+        )
 
     def start_mlflow(self, build: bool) -> None:
         d = self.root / "mlflow"
@@ -346,13 +434,30 @@ class Stack:
             MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=_secret(d / "webhook-encryption.key"),
             PATH=f"{mlflow.parent}:{os.environ.get('PATH', '')}",
         )
-        cmd = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
-               "--artifacts-destination", str(d / "artifacts"), "--workers", "1"]
+        cmd = [
+            str(mlflow),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{d / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(d / "artifacts"),
+            "--workers",
+            "1",
+        ]
         proc = spawn(cmd, self.logs / "mlflow.log", env)
         self._save("mlflow", {"pid": proc.pid, "port": port})
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "/health answer",
-                 "mlflow", self.logs / "mlflow.log", proc)
+        wait_for(
+            lambda: http_ok(f"http://127.0.0.1:{port}/health"),
+            120,
+            "/health answer",
+            "mlflow",
+            self.logs / "mlflow.log",
+            proc,
+        )
 
     def start_alertmanager(self, build: bool) -> None:
         d = self.root / "alertmanager"
@@ -362,14 +467,28 @@ class Stack:
         write_yaml(d / "alertmanager.yml", alertmanager_config(webhook))
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         if not binary:
-            raise PartFailed("alertmanager", "prometheus-alertmanager is not installed "
-                             "(apt-get install prometheus-alertmanager; .ci/run does it)")
-        cmd = [binary, f"--config.file={d / 'alertmanager.yml'}", f"--storage.path={d / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+            raise PartFailed(
+                "alertmanager",
+                "prometheus-alertmanager is not installed "
+                "(apt-get install prometheus-alertmanager; .ci/run does it)",
+            )
+        cmd = [
+            binary,
+            f"--config.file={d / 'alertmanager.yml'}",
+            f"--storage.path={d / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
         proc = spawn(cmd, self.logs / "alertmanager.log")
         self._save("alertmanager", {"pid": proc.pid, "port": port})
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), 60, "/-/ready answer",
-                 "alertmanager", self.logs / "alertmanager.log", proc)
+        wait_for(
+            lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
+            60,
+            "/-/ready answer",
+            "alertmanager",
+            self.logs / "alertmanager.log",
+            proc,
+        )
 
     def start_prometheus(self, build: bool) -> None:
         d = self.root / "prometheus"
@@ -380,17 +499,36 @@ class Stack:
         port = free_port()
         binary = shutil.which("prometheus")
         if not binary:
-            raise PartFailed("prometheus", "prometheus is not installed "
-                             "(apt-get install prometheus; .ci/run does it)")
-        cmd = [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
+            raise PartFailed(
+                "prometheus",
+                "prometheus is not installed (apt-get install prometheus; .ci/run does it)",
+            )
+        cmd = [
+            binary,
+            f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            # A reload (new rules) empties the notifier's Alertmanager list for up to 5s;
+            # alerts that start firing then are dropped and, by default, sent again only a
+            # minute later. Re-sending every 5s bounds that loss (docs/alerting.md).
+            f"--rules.alert.resend-delay={RESEND_DELAY}",
+        ]
         proc = spawn(cmd, self.logs / "prometheus.log")
         self._save("prometheus", {"pid": proc.pid, "port": port})
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), 60, "/-/ready answer",
-                 "prometheus", self.logs / "prometheus.log", proc)
+        wait_for(
+            lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
+            60,
+            "/-/ready answer",
+            "prometheus",
+            self.logs / "prometheus.log",
+            proc,
+        )
 
     # --- helpers for tests and the demo ----------------------------------------------------
-    def add_scrape_target(self, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
+    def add_scrape_target(
+        self, name: str, address: str, labels: dict[str, str] | None = None
+    ) -> Path:
         """Adds (or replaces) a target for Prometheus' file service discovery; picked up in ~2s."""
         path = self.root / "prometheus" / "targets" / f"{name}.json"
         tmp = path.with_suffix(".tmp")
@@ -441,16 +579,26 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    cmd: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Starts a detached process in its own session (so `down` can stop its whole group)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=log_path.parent)
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=log_path.parent,
+        )
 
 
 def terminate(pid: int, group: bool = True, timeout: float = 15.0) -> None:
     """SIGTERM the process (and its group), then SIGKILL whatever is left after `timeout`."""
+
     def send(sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if group:
@@ -478,33 +626,51 @@ def write_yaml(path: Path, data: Any) -> None:
 def kwok_nodes(count: int) -> list[dict[str, Any]]:
     """Nodes that kwok-controller manages (annotation kwok.x-k8s.io/node=fake): pods scheduled on
     them are reported Running and Ready without any process behind them."""
-    return [{
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {
-            "name": f"kwok-node-{i}",
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {"kubernetes.io/hostname": f"kwok-node-{i}", "kubernetes.io/os": "linux",
-                       "kubernetes.io/arch": "amd64", "type": "kwok"},
-        },
-        "spec": {"taints": []},
-        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                   "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
-    } for i in range(count)]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": f"kwok-node-{i}",
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": f"kwok-node-{i}",
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "spec": {"taints": []},
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            },
+        }
+        for i in range(count)
+    ]
 
 
 def prometheus_config(d: Path, alertmanager_port: int | None) -> dict[str, Any]:
     cfg: dict[str, Any] = {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": EVALUATION_INTERVAL,
-                   "scrape_timeout": SCRAPE_INTERVAL},
+        "global": {
+            "scrape_interval": SCRAPE_INTERVAL,
+            "evaluation_interval": EVALUATION_INTERVAL,
+            "scrape_timeout": SCRAPE_INTERVAL,
+        },
         "rule_files": [str(d / "rules" / "*.yml")],
-        "scrape_configs": [{
-            "job_name": "modeldeploy",
-            "file_sd_configs": [{"files": [str(d / "targets" / "*.json")], "refresh_interval": "2s"}],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "modeldeploy",
+                "file_sd_configs": [
+                    {"files": [str(d / "targets" / "*.json")], "refresh_interval": "2s"}
+                ],
+            }
+        ],
     }
     if alertmanager_port:
-        cfg["alerting"] = {"alertmanagers": [
-            {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]}
+        cfg["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
+        }
     return cfg
 
 
@@ -513,10 +679,16 @@ def alertmanager_config(webhook_url: str) -> dict[str, Any]:
         "route": {
             "receiver": "modeldeploy",
             "group_by": ["alertname", "namespace", "modeldeployment", "model_version"],
-            "group_wait": "1s", "group_interval": "5s", "repeat_interval": "1h",
+            "group_wait": "1s",
+            "group_interval": "5s",
+            "repeat_interval": "1h",
         },
-        "receivers": [{"name": "modeldeploy", "webhook_configs": [
-            {"url": webhook_url, "send_resolved": True, "max_alerts": 0}]}],
+        "receivers": [
+            {
+                "name": "modeldeploy",
+                "webhook_configs": [{"url": webhook_url, "send_resolved": True, "max_alerts": 0}],
+            }
+        ],
     }
 
 
@@ -534,7 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "up":
         unknown = set(args.parts) - set(PARTS)
         if unknown:
-            parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; parts are {', '.join(PARTS)}")
+            parser.error(
+                f"unknown part(s) {', '.join(sorted(unknown))}; parts are {', '.join(PARTS)}"
+            )
         try:
             stack.up(args.parts or PARTS, build=not args.no_build)
         except PartFailed as exc:

@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class TestStack:
-    """The stack as the tests see it: parts started on demand, stopped at the end if we started them."""
+    """Parts start on demand and stop at session end if the tests started them."""
 
     __test__ = False
 
