@@ -43,6 +43,7 @@ class ServeConfig:
     drift_min_rows: int = 100
     baseline: str | None = None
     confidence: bool = True
+    confidence_sample: float = 0.1
     feedback: bool = True
     feedback_ttl: float = 3600.0
     feedback_max_rows: int = 100_000
@@ -159,6 +160,13 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "[MODELDEPLOY_CONFIDENCE]",
     )
     p.add_argument(
+        "--confidence-sample",
+        type=float,
+        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "0.1") or 0.1),
+        help="share of requests whose confidence is observed; predict_proba costs about as much "
+        "as predict, so 1.0 doubles the model's work [MODELDEPLOY_CONFIDENCE_SAMPLE]",
+    )
+    p.add_argument(
         "--feedback",
         type=_bool,
         default=_bool(e("MODELDEPLOY_FEEDBACK", "true") or ""),
@@ -252,6 +260,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
     ):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if not 0.0 < ns.confidence_sample <= 1.0:
+        raise ConfigError("--confidence-sample must be in (0, 1]")
     if ns.timeout <= 0 or ns.feedback_ttl <= 0:
         raise ConfigError("--timeout and --feedback-ttl must be positive")
     return ServeConfig(
@@ -270,6 +280,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         drift_min_rows=max(1, ns.drift_min_rows),
         baseline=ns.baseline or None,
         confidence=ns.confidence,
+        confidence_sample=ns.confidence_sample,
         feedback=ns.feedback,
         feedback_ttl=ns.feedback_ttl,
         feedback_max_rows=ns.feedback_max_rows,

@@ -123,6 +123,7 @@ class FeatureWindow:
         self.counts = np.zeros(len(names) * self.stride, dtype=np.int64)
         self.pos = 0
         self.filled = 0
+        self._positions: dict[tuple[Any, ...], list[int]] = {}
 
     def __len__(self) -> int:
         return self.filled
@@ -134,13 +135,21 @@ class FeatureWindow:
         n = len(frame)
         if n == 0:
             return
-        cols = frame.columns
+        columns = tuple(frame.columns)
+        positions = self._positions.get(columns)
+        if positions is None:
+            at = {str(col): i for i, col in enumerate(columns)}
+            positions = [at.get(name, -1) for name in self.names]
+            if len(self._positions) < 64:
+                self._positions[columns] = positions
+        # One matrix for all columns: per-column access through pandas costs far more.
+        try:
+            matrix = frame.to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            matrix = frame.to_numpy(dtype=object)
         idx = np.empty((n, len(self.names)), dtype=np.int64)
-        for j, (name, binner) in enumerate(zip(self.names, self.binners, strict=True)):
-            if name in cols:
-                idx[:, j] = binner(frame[name].to_numpy())
-            else:
-                idx[:, j] = binner.missing
+        for j, (pos, binner) in enumerate(zip(positions, self.binners, strict=True)):
+            idx[:, j] = binner.missing if pos < 0 else binner(matrix[:, pos])
         self._add(idx + self.offsets)
 
     def _add(self, flat: npt.NDArray[np.int64]) -> None:

@@ -29,7 +29,7 @@ class Refusal(StrEnum):
 @dataclass
 class _Pending:
     at: float
-    predictions: Sequence[Any]
+    predictions: Any
 
 
 class PendingPredictions:
@@ -44,7 +44,7 @@ class PendingPredictions:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, request_id: str, predictions: Sequence[Any], now: float) -> None:
+    def put(self, request_id: str, predictions: Any, now: float) -> None:
         if len(predictions) > self.max_rows:
             self.evicted += 1
             return
@@ -59,7 +59,12 @@ class PendingPredictions:
             self.rows -= len(dropped.predictions)
             self.evicted += 1
 
-    def take(self, request_id: str, now: float) -> Sequence[Any] | None:
+    def peek(self, request_id: str, now: float) -> Any:
+        self._expire(now)
+        item = self._items.get(request_id)
+        return None if item is None else item.predictions
+
+    def take(self, request_id: str, now: float) -> Any:
         """The predictions of a request, once: a second take of the same id finds nothing."""
         self._expire(now)
         item = self._items.pop(request_id, None)
@@ -130,7 +135,7 @@ class OutcomeWindow:
                 return Refusal.INVALID
         return None
 
-    def add(self, labels: Sequence[Any], predictions: Sequence[Any]) -> None:
+    def add(self, labels: Sequence[Any], predictions: Any) -> None:
         if self.task == "classification":
             self._pairs.extend(
                 (class_key(t), class_key(p)) for t, p in zip(labels, predictions, strict=True)

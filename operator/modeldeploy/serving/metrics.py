@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,15 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
+@dataclass
+class Windows:
+    """What the collector reads at scrape time; `outcomes` appears once the task is known."""
+
+    drift: FeatureWindow | None = None
+    pending: PendingPredictions | None = None
+    outcomes: OutcomeWindow | None = None
+
+
 class ServingMetrics:
     def __init__(
         self,
@@ -85,9 +95,7 @@ class ServingMetrics:
         model_version: str,
         run_id: str,
         load_seconds: float,
-        window: FeatureWindow | None,
-        outcomes: OutcomeWindow | None,
-        pending: PendingPredictions | None,
+        windows: Windows,
         latency_buckets: Sequence[float],
         value_buckets: Sequence[float],
     ) -> None:
@@ -162,7 +170,7 @@ class ServingMetrics:
             "Predicted values of regression models, per row.",
             value_buckets or DEFAULT_VALUE_BUCKETS,
         )
-        reg.register(_WindowCollector(self, window, outcomes, pending))
+        reg.register(_WindowCollector(self, windows))
 
     def request(self, code: int, seconds: float, error_type: str | None) -> None:
         child = self._code_children.get(code)
@@ -206,38 +214,31 @@ class ServingMetrics:
 class _WindowCollector(Collector):
     """Values derived from the windows, computed at scrape time."""
 
-    def __init__(
-        self,
-        metrics: ServingMetrics,
-        window: FeatureWindow | None,
-        outcomes: OutcomeWindow | None,
-        pending: PendingPredictions | None,
-    ) -> None:
+    def __init__(self, metrics: ServingMetrics, windows: Windows) -> None:
         self.m = metrics
-        self.window = window
-        self.outcomes = outcomes
-        self.pending = pending
+        self.w = windows
 
     def collect(self) -> Iterable[Metric]:
         lv = list(self.m.label_values)
         labels = list(MODEL_LABELS)
         yield self.m.confidence.family(labels, lv)
         yield self.m.values.family(labels, lv)
-        if self.window is not None:
-            yield from self._drift(labels, lv, self.window)
-        if self.pending is not None:
+        if self.w.drift is not None:
+            yield from self._drift(labels, lv, self.w.drift)
+        pending = self.w.pending
+        if pending is not None:
             yield _gauge(c.FEEDBACK_PENDING, "Predictions waiting for feedback.", labels, lv,
-                         len(self.pending))  # fmt: skip
+                         len(pending))  # fmt: skip
             evicted = CounterMetricFamily(
                 c.FEEDBACK_EVICTED,
                 "Predictions forgotten before feedback came, by reason (memory, ttl).",
                 labels=[*labels, c.LABEL_REASON],
             )
-            evicted.add_metric([*lv, "memory"], self.pending.evicted)
-            evicted.add_metric([*lv, "ttl"], self.pending.expired)
+            evicted.add_metric([*lv, "memory"], pending.evicted)
+            evicted.add_metric([*lv, "ttl"], pending.expired)
             yield evicted
-        if self.outcomes is not None:
-            yield from self._quality(labels, lv, self.outcomes)
+        if self.w.outcomes is not None:
+            yield from self._quality(labels, lv, self.w.outcomes)
 
     def _drift(self, labels: list[str], lv: list[str], window: FeatureWindow) -> Iterable[Metric]:
         snaps = window.snapshot()

@@ -83,7 +83,7 @@ def _json(body: bytes, schema: Any, type_hint_signature: bool) -> Parsed:
     if not body.strip():
         raise BadRequest('empty body: send a JSON object such as {"dataframe_split": ...}')
     try:
-        obj = json.loads(body)
+        obj = json.loads(body.decode("utf-8"))  # decode first: json.loads guesses UTF-16/32
     except UnicodeDecodeError as exc:
         raise BadRequest(f"body is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:

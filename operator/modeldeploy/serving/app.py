@@ -1,0 +1,313 @@
+"""The HTTP surface: a plain ASGI application on uvicorn, one process, one event loop.
+
+Plain ASGI rather than FastAPI: six fixed routes need no router, and the framework's per-request
+cost (MLflow's own server pays for FastAPI plus a BaseHTTPMiddleware) is the budget the metrics,
+drift and feedback spend instead. Parsing and prediction run in a thread pool, like MLflow's
+(`asyncio.to_thread`), so a slow model never stalls /ping, /health or /metrics; everything that
+mutates the windows runs on the loop, after the response is sent.
+
+One process rather than several workers: pending predictions (for /feedback) and the drift and
+quality windows must see every request of the pod, and the loop is not the bottleneck (see
+docs/benchmarks.md); scale out with replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from modeldeploy.serving import constants as c
+from modeldeploy.serving.config import ServeConfig
+from modeldeploy.serving.loader import LoadRefused, load
+from modeldeploy.serving.runtime import Runtime, Scored, error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("modeldeploy.serving")
+access = logging.getLogger("modeldeploy.serving.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_JSON = b"application/json"
+
+
+class TooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+class ServingApp:
+    def __init__(self, config: ServeConfig, on_fatal: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.runtime: Runtime | None = None
+        self.load_error: str | None = None
+        self.on_fatal = on_fatal
+        self.executor = ThreadPoolExecutor(config.threads, thread_name_prefix="predict")
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start_loading(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        threading.Thread(target=self._load, name="model-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            runtime = Runtime(self.config, load(self.config))
+        except LoadRefused as exc:
+            self._failed(str(exc))
+            return
+        except Exception as exc:
+            log.exception("model load failed")
+            self._failed(f"could not load {self.config.model_uri!r}: {type(exc).__name__}: {exc}")
+            return
+        info = runtime.model.info
+        log.info(
+            "model loaded",
+            extra={
+                "model_name": info.name,
+                "model_version": info.version,
+                "run_id": info.run_id,
+                "load_seconds": round(runtime.model.load_seconds, 3),
+                "task": runtime.task,
+                "baseline": runtime.model.baseline is not None,
+            },
+        )
+        self.runtime = runtime  # one reference assignment: atomic for the loop's readers
+
+    def _failed(self, message: str) -> None:
+        self.load_error = message
+        log.error(message)
+        if self.on_fatal is not None:
+            self.on_fatal(message)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/invocations":
+            if method != "POST":
+                await _respond(send, 405, b'{"error_code": "METHOD_NOT_ALLOWED"}')
+                return
+            await self._invocations(scope, receive, send)
+        elif path == "/ping":
+            await _respond(send, 200, b"\n")
+        elif path == "/health":
+            await self._health(send)
+        elif path == "/version":
+            await self._version(send)
+        elif path == "/metrics":
+            await self._metrics(send)
+        elif path == "/feedback" and method == "POST":
+            await self._feedback(scope, receive, send)
+        else:
+            await _respond(send, 404, b'{"error_code": "NOT_FOUND"}')
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start_loading(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = _headers(scope)
+        rid = _request_id(headers)
+        rid_header = [(b"x-request-id", rid.encode())]
+        runtime = self.runtime
+        if runtime is None:
+            body = error_body(503, "not_ready", self._not_ready(), rid)
+            await _respond(send, 503, body, rid_header)
+            return
+        metrics = runtime.metrics
+        metrics.in_flight.inc()
+        try:
+            scored = await self._score(runtime, headers, receive, rid)
+            await _respond(send, scored.status, scored.body, rid_header)
+        except ClientGone:
+            scored = Scored(499, b"", "client_disconnected")
+        finally:
+            metrics.in_flight.dec()
+        seconds = time.perf_counter() - started
+        metrics.request(scored.status, seconds, scored.error_type)
+        if scored.status == 200:
+            runtime.observe(scored, rid)
+        self._access(runtime, rid, scored, seconds, headers)
+
+    async def _score(
+        self, runtime: Runtime, headers: dict[bytes, bytes], receive: Receive, rid: str
+    ) -> Scored:
+        limit = self.config.max_body_bytes
+        try:
+            body = await _read_body(headers, receive, limit)
+        except TooLarge:
+            msg = f"request body larger than {limit} bytes (MODELDEPLOY_MAX_BODY_BYTES)"
+            return Scored(413, error_body(413, c.ERR_TOO_LARGE, msg, rid), c.ERR_TOO_LARGE, msg)
+        ctype = headers.get(b"content-type", b"").decode("latin-1") or None
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, runtime.score, body, ctype, rid)
+        try:
+            return await asyncio.wait_for(future, self.config.timeout)
+        except TimeoutError:
+            limit_s = self.config.timeout
+            msg = f"prediction took longer than {limit_s:g}s (MODELDEPLOY_PREDICT_TIMEOUT)"
+            return Scored(504, error_body(504, c.ERR_TIMEOUT, msg, rid), c.ERR_TIMEOUT, msg)
+
+    def _access(
+        self,
+        runtime: Runtime,
+        rid: str,
+        scored: Scored,
+        seconds: float,
+        headers: dict[bytes, bytes],
+    ) -> None:
+        if not access.isEnabledFor(logging.INFO):
+            return
+        info = runtime.model.info
+        extra: dict[str, Any] = {
+            "request_id": rid,
+            "model_name": info.name,
+            "model_version": info.version,
+            "status": scored.status,
+            "outcome": scored.error_type or "ok",
+            "latency_ms": round(seconds * 1000, 3),
+            "rows": scored.rows,
+        }
+        if scored.message:
+            extra["error"] = scored.message
+        if self.config.log_payloads and scored.status == 200:
+            extra["predictions"] = scored.body.decode("utf-8", "replace")[:4096]
+        access.info("prediction", extra=extra)
+
+    def _not_ready(self) -> str:
+        return self.load_error or "the model is still loading"
+
+    async def _health(self, send: Send) -> None:
+        rt = self.runtime
+        if rt is None:
+            state = "failed" if self.load_error else "loading"
+            body = {"status": state, "message": self._not_ready()}
+            await _respond(send, 503, json.dumps(body).encode())
+            return
+        info = rt.model.info
+        body = {"status": "ready", "model_name": info.name, "model_version": info.version}
+        await _respond(send, 200, json.dumps(body).encode())
+
+    async def _version(self, send: Send) -> None:
+        from mlflow.version import VERSION as MLFLOW_VERSION
+
+        from modeldeploy import __version__
+
+        out: dict[str, Any] = {
+            "model_uri": self.config.model_uri,
+            "mlflow_version": MLFLOW_VERSION,
+            "modeldeploy_version": __version__,
+        }
+        rt = self.runtime
+        if rt is not None:
+            info = rt.model.info
+            out |= {"model_name": info.name, "model_version": info.version, "run_id": info.run_id}
+        await _respond(send, 200 if rt else 503, json.dumps(out).encode())
+
+    async def _metrics(self, send: Send) -> None:
+        rt = self.runtime
+        if rt is None:
+            await _respond(send, 503, b"# model not loaded yet\n", content_type=b"text/plain")
+            return
+        await _respond(
+            send,
+            200,
+            generate_latest(rt.metrics.registry),
+            content_type=CONTENT_TYPE_LATEST.encode(),
+        )
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        rt = self.runtime
+        if rt is None:
+            await _respond(send, 503, error_body(503, "not_ready", self._not_ready(), None))
+            return
+        try:
+            body = await _read_body(headers, receive, self.config.max_body_bytes)
+        except TooLarge:
+            await _respond(send, 413, error_body(413, c.ERR_TOO_LARGE, "body too large", None))
+            return
+        except ClientGone:
+            return
+        status, result = rt.feedback(body)
+        await _respond(send, status, json.dumps(result).encode())
+        log.info("feedback", extra={"status": status, "reason": result.get("reason", "ok")})
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
+
+
+def _request_id(headers: dict[bytes, bytes]) -> str:
+    raw = headers.get(b"x-request-id")
+    if raw:
+        text = raw.decode("latin-1")
+        if _VALID_ID.match(text):
+            return text
+    return uuid.uuid4().hex
+
+
+async def _read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = _JSON,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,311 @@
+"""The loaded model with its windows and metrics: scoring, observing, feedback.
+
+`score` runs in a prediction thread and touches no shared state; `observe` and `feedback` run on
+the event loop, which alone mutates the windows, so they need no locks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from io import StringIO
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modeldeploy.serving import payload
+from modeldeploy.serving.config import DEFAULT_LATENCY_BUCKETS, ServeConfig
+from modeldeploy.serving.constants import ERR_MODEL, REQUEST_ID_BODY_KEY
+from modeldeploy.serving.drift import FeatureWindow
+from modeldeploy.serving.feedback import OutcomeWindow, PendingPredictions, Refusal, Task
+from modeldeploy.serving.loader import LoadedModel
+from modeldeploy.serving.metrics import ServingMetrics, Windows, as_floats
+
+log = logging.getLogger("modeldeploy.serving")
+
+
+@dataclass
+class Scored:
+    status: int
+    body: bytes
+    error_type: str | None = None
+    message: str | None = None
+    rows: int = 0
+    outputs: npt.NDArray[Any] | None = None  # one prediction per row, for metrics/feedback
+    confidence: npt.NDArray[np.float64] | None = None
+    frame: Any = None  # the input DataFrame, for drift
+
+
+def error_body(status: int, error_type: str, message: str, request_id: str | None) -> bytes:
+    """MLflow's error shape ({"error_code", "message"}) plus our error_type and request id."""
+    code = {400: "BAD_REQUEST", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE",
+            415: "UNSUPPORTED_MEDIA_TYPE", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
+            504: "DEADLINE_EXCEEDED"}.get(status, "ERROR")  # fmt: skip
+    out = {"error_code": code, "error_type": error_type, "message": message}
+    if request_id:
+        out[REQUEST_ID_BODY_KEY] = request_id
+    return json.dumps(out).encode()
+
+
+class Runtime:
+    def __init__(self, config: ServeConfig, model: LoadedModel) -> None:
+        self.config = config
+        self.model = model
+        self.schema = model.pyfunc.metadata.get_input_schema()
+        self.task: Task | None = None
+        if config.task != "auto":
+            self.task = config.task
+        elif model.classifier is not None:
+            self.task = "classification"
+        elif model.regressor:
+            self.task = "regression"
+        base = model.baseline
+        self.windows = Windows(
+            drift=FeatureWindow(
+                model.input_columns, base, config.drift_window, config.drift_min_rows
+            )
+            if config.drift
+            else None,
+            pending=PendingPredictions(config.feedback_max_rows, config.feedback_ttl)
+            if config.feedback
+            else None,
+        )
+        if self.task and config.feedback:
+            self.windows.outcomes = OutcomeWindow(self.task, config.feedback_window)
+        value_buckets = config.value_buckets
+        if not value_buckets and base is not None and base.target is not None:
+            value_buckets = base.target.edges
+        info = model.info
+        self.metrics = ServingMetrics(
+            info.name,
+            info.version,
+            info.run_id,
+            model.load_seconds,
+            self.windows,
+            DEFAULT_LATENCY_BUCKETS,
+            value_buckets,
+        )
+        self._confidence = model.classifier if config.confidence else None
+        # Every k-th request (itertools.count is atomic under the GIL; threads may share it).
+        self._confidence_every = max(1, round(1.0 / config.confidence_sample))
+        self._requests = itertools.count()
+
+    # -- prediction thread ------------------------------------------------------------------
+
+    def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
+        m = self.model
+        try:
+            parsed = payload.parse(body, content_type, self.schema, m.type_hint_signature)
+            if not parsed.unwrapped:
+                payload.check_columns(
+                    parsed.data, m.input_columns, m.required_columns, self.config.strict_columns
+                )
+            raw = self._predict(parsed)
+        except payload.BadRequest as exc:
+            return Scored(
+                exc.status,
+                error_body(exc.status, exc.error_type, exc.message, request_id),
+                exc.error_type,
+                exc.message,
+            )
+        except ModelFailure as exc:
+            return Scored(
+                500, error_body(500, ERR_MODEL, str(exc), request_id), ERR_MODEL, str(exc)
+            )
+        return self._success(parsed, raw, request_id)
+
+    def _predict(self, parsed: payload.Parsed) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if parsed.params:
+                return self.model.pyfunc.predict(parsed.data, params=parsed.params)
+            return self.model.pyfunc.predict(parsed.data)
+        except MlflowException as exc:
+            reason = payload.schema_error(exc.message)
+            if reason is not None:
+                raise payload.BadRequest(
+                    f"input does not match the model signature: {reason}"
+                ) from None
+            if exc.get_http_status_code() == 400:  # type: ignore[no-untyped-call]
+                raise payload.BadRequest(_first_line(exc.message)) from None
+            raise ModelFailure(exc) from None
+        except Exception as exc:
+            raise ModelFailure(exc) from None
+
+    def _success(self, parsed: payload.Parsed, raw: Any, request_id: str) -> Scored:
+        from mlflow.pyfunc.scoring_server import predictions_to_json, unwrapped_predictions_to_json
+
+        out = StringIO()
+        if parsed.unwrapped:
+            unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        elif self.config.request_id_in_body:
+            predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
+        else:
+            predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        frame = parsed.data if _is_frame(parsed.data) else None
+        outputs = _outputs(raw)
+        scored = Scored(200, out.getvalue().encode(), frame=frame, outputs=outputs)
+        scored.rows = (
+            len(frame) if frame is not None else len(outputs) if outputs is not None else 0
+        )
+        if (
+            self._confidence is not None
+            and frame is not None
+            and next(self._requests) % self._confidence_every == 0
+        ):
+            scored.confidence = self._top_probability(frame)
+        return scored
+
+    def _top_probability(self, frame: Any) -> npt.NDArray[np.float64] | None:
+        cols = list(self.model.input_columns)
+        try:
+            proba = self._confidence.predict_proba(frame[cols] if cols else frame)  # type: ignore[union-attr]
+            top: npt.NDArray[np.float64] = np.asarray(proba, dtype=float).max(axis=1)
+            return top
+        except Exception as exc:  # confidence is a bonus; the prediction already succeeded
+            log.debug("predict_proba failed: %s", exc)
+            return None
+
+    # -- event loop -------------------------------------------------------------------------
+
+    def observe(self, scored: Scored, request_id: str) -> None:
+        """Model-quality metrics of a successful prediction, after its response is sent."""
+        outputs = scored.outputs
+        if outputs is not None and len(outputs):
+            if self.task is None:
+                self._decide_task(outputs)
+            if self.task == "classification":
+                self.metrics.classes(outputs)
+            elif self.task == "regression":
+                values = as_floats(outputs)
+                if values is not None:
+                    self.metrics.values.observe(values)
+            if self.windows.pending is not None:
+                self.windows.pending.put(request_id, outputs, time.monotonic())
+        if scored.confidence is not None:
+            self.metrics.confidence.observe(scored.confidence)
+        if self.windows.drift is not None and scored.frame is not None:
+            try:
+                self.windows.drift.observe(scored.frame)
+            except Exception:  # drift must never fail a request that succeeded
+                log.exception("drift observation failed")
+
+    def _decide_task(self, outputs: npt.NDArray[Any]) -> None:
+        self.task = "regression" if outputs.dtype.kind in "fc" else "classification"
+        if self.config.feedback:
+            self.windows.outcomes = OutcomeWindow(self.task, self.config.feedback_window)
+        log.info("task inferred from the first prediction", extra={"task": self.task})
+
+    def feedback(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """POST /feedback: {"request_id", "labels"|"label"} or {"feedback": [those]}."""
+        try:
+            obj = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return 400, _refused("BAD_REQUEST", "invalid_json", f"malformed JSON: {exc}")
+        batch = isinstance(obj, dict) and "feedback" in obj
+        items = obj.get("feedback") if batch else [obj]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            return 400, _refused(
+                "BAD_REQUEST",
+                "invalid_body",
+                'send {"request_id": ..., "labels": [...]} or {"feedback": [those]}',
+            )
+        results = [self._one_feedback(item) for item in items]
+        if not batch:
+            status, result = results[0]
+            return status, result
+        accepted = sum(1 for s, _ in results if s == 200)
+        rejected = [r for s, r in results if s != 200]
+        return 200, {"accepted": accepted, "rejected": rejected}
+
+    def _one_feedback(self, item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        rid = item.get("request_id")
+        if "labels" in item:
+            labels = item["labels"]
+        elif "label" in item:
+            labels = [item["label"]]
+        else:
+            labels = None
+        if not isinstance(rid, str) or not isinstance(labels, list) or not labels:
+            return 400, _refused(
+                "BAD_REQUEST", "invalid_body",
+                'each feedback needs "request_id" (string) and "labels" (list) or "label"', rid,
+            )  # fmt: skip
+        pending, outcomes = self.windows.pending, self.windows.outcomes
+        if pending is None:
+            return 404, _refused(
+                "NOT_FOUND", "disabled", "feedback is disabled (MODELDEPLOY_FEEDBACK=false)", rid
+            )
+        now = time.monotonic()
+        predictions = pending.peek(rid, now)
+        if predictions is None or outcomes is None:
+            self.metrics.feedback(Refusal.UNKNOWN)
+            return 404, _refused(
+                "NOT_FOUND", Refusal.UNKNOWN,
+                f"no pending prediction for request id {rid!r}: never seen, already answered, "
+                f"or older than the feedback TTL ({self.config.feedback_ttl:g}s) or memory "
+                f"bound ({self.config.feedback_max_rows} rows)", rid,
+            )  # fmt: skip
+        if len(labels) != len(predictions):
+            self.metrics.feedback(Refusal.LENGTH)
+            return 400, _refused(
+                "BAD_REQUEST", Refusal.LENGTH,
+                f"request {rid!r} predicted {len(predictions)} rows, got {len(labels)} labels",
+                rid,
+            )  # fmt: skip
+        if outcomes.validate(labels) is not None:
+            self.metrics.feedback(Refusal.INVALID)
+            return 400, _refused(
+                "BAD_REQUEST", Refusal.INVALID,
+                f"labels for a {outcomes.task} model must be "
+                + ("finite numbers" if outcomes.task == "regression" else "scalars"),
+                rid,
+            )  # fmt: skip
+        pending.take(rid, now)
+        outcomes.add(labels, predictions)
+        self.metrics.feedback("accepted")
+        return 200, {"request_id": rid, "accepted": True, "rows": len(labels)}
+
+
+class ModelFailure(Exception):
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"the model raised {type(exc).__name__}: {_first_line(str(exc))}"[:600])
+        self.type_name = type(exc).__name__
+
+
+def _refused(code: str, reason: str, message: str, rid: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"error_code": code, "reason": str(reason), "message": message}
+    if isinstance(rid, str):
+        out["request_id"] = rid
+    return out
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else text
+
+
+def _is_frame(data: Any) -> bool:
+    return hasattr(data, "columns") and hasattr(data, "iloc")
+
+
+def _outputs(raw: Any) -> npt.NDArray[Any] | None:
+    """One value per row, when the output has that shape (else no output metrics)."""
+    if _is_frame(raw):
+        if raw.shape[1] != 1:
+            return None
+        raw = raw.iloc[:, 0]
+    if hasattr(raw, "to_numpy"):
+        raw = raw.to_numpy()
+    try:
+        arr = np.asarray(raw)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    return arr if arr.ndim == 1 else None
