@@ -1,0 +1,41 @@
+"""The chart's and the kustomize base's CRDs are generated copies of crds/ (one source per fact)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_sync() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sync_chart", REPO / "dev" / "sync-chart.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_crd_in_crds_has_a_copy_in_the_chart_and_the_kustomize_base() -> None:
+    sync = load_sync()
+    sources = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    assert sources, "crds/ holds no CRD"
+    for target in sync.TARGETS:
+        assert sorted(p.name for p in target.glob("*.yaml")) == sources, (
+            f"{target.relative_to(REPO)} does not hold exactly the CRDs of crds/; "
+            "run `make chart-sync`"
+        )
+
+
+def test_generated_crd_copies_equal_crds_byte_for_byte_after_their_header() -> None:
+    sync = load_sync()
+    for source in sorted((REPO / "crds").glob("*.yaml")):
+        for target in sync.TARGETS:
+            copy = (target / source.name).read_text()
+            header = sync.HEADER.format(name=source.name)
+            assert copy.startswith(header), f"{target / source.name} lacks the generated header"
+            assert copy[len(header) :] == source.read_text(), (
+                f"{(target / source.name).relative_to(REPO)} differs from crds/{source.name}; "
+                "run `make chart-sync`"
+            )
