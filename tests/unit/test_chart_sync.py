@@ -22,7 +22,8 @@ def test_every_crd_in_crds_has_a_copy_in_the_chart_and_the_kustomize_base() -> N
     sources = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
     assert sources, "crds/ holds no CRD"
     for target in sync.TARGETS:
-        assert sorted(p.name for p in target.glob("*.yaml")) == sources, (
+        copies = sorted(p.name for p in target.glob("*.yaml") if p.name != "kustomization.yaml")
+        assert copies == sources, (
             f"{target.relative_to(REPO)} does not hold exactly the CRDs of crds/; "
             "run `make chart-sync`"
         )
