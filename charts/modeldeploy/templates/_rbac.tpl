@@ -1,0 +1,47 @@
+{{/*
+The operator's RBAC rules, and no more. Keep them identical to manifests/base/clusterrole.yaml:
+tests/integration/chart/test_chart.py compares the rendered rules with it. docs/install.md
+explains each rule.
+*/}}
+
+{{/* Rules on namespaced objects: a ClusterRole cluster-wide, a Role per watched namespace. */}}
+{{- define "modeldeploy.rules.namespaced" -}}
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments]
+  verbs: [get, list, watch, patch]
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments/status]
+  verbs: [get, patch, update]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors, prometheusrules]
+  verbs: [get, list, watch, create, patch]
+{{- end -}}
+
+{{/* Cluster-scoped read needed in every mode: are the monitoring CRDs there? (kopf discovery). */}}
+{{- define "modeldeploy.rules.crds" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- end -}}
+
+{{/* Cluster-wide mode only: kopf watches namespaces to follow all of them. */}}
+{{- define "modeldeploy.rules.namespaces" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+{{- end -}}
