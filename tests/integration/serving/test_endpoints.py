@@ -1,4 +1,4 @@
-"""Each endpoint of `modeldeploy serve`, against real registered models, and the metrics it moves."""
+"""Each endpoint of `modeldeploy serve` against real registered models, and the metrics it moves."""
 
 from __future__ import annotations
 
@@ -57,14 +57,18 @@ def test_every_mlflow_format_predicts_the_same(classifier: Server, models: Model
     assert csv.status_code == 200 and csv.json()["predictions"] == [0, 1, 2]
 
 
-def test_response_carries_a_request_id_in_header_and_body(classifier: Server, models: Models) -> None:
+def test_response_carries_a_request_id_in_header_and_body(
+    classifier: Server, models: Models
+) -> None:
     r = classifier.predict(rows(models, 1))
     rid = r.headers["X-Request-ID"]
     assert len(rid) == 32 and r.json()["request_id"] == rid
     assert set(r.json()) == {"predictions", "request_id"}  # "predictions" untouched for clients
 
 
-def test_incoming_request_id_is_honoured_and_a_bad_one_replaced(classifier: Server, models: Models) -> None:
+def test_incoming_request_id_is_honoured_and_a_bad_one_replaced(
+    classifier: Server, models: Models
+) -> None:
     r = classifier.predict(rows(models, 1), headers={"X-Request-ID": "trace-42.a:b"})
     assert r.headers["X-Request-ID"] == "trace-42.a:b" == r.json()["request_id"]
     r = classifier.predict(rows(models, 1), headers={"X-Request-ID": "no spaces <allowed>"})
@@ -75,7 +79,9 @@ def test_mlflow_client_reads_our_response(classifier: Server, models: Models) ->
     from mlflow.deployments import PredictionsResponse
 
     r = classifier.predict(rows(models))
-    assert PredictionsResponse.from_json(r.text).get_predictions(predictions_format="ndarray").tolist() == [0, 1, 2]
+    assert PredictionsResponse.from_json(r.text).get_predictions(
+        predictions_format="ndarray"
+    ).tolist() == [0, 1, 2]
 
 
 def test_prediction_metrics_move(classifier: Server, models: Models) -> None:
