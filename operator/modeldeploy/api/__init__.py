@@ -1,0 +1,1 @@
+"""The ModelDeployment API in Python: spec and status types, condition helpers, reasons."""

@@ -1,0 +1,57 @@
+"""Phases, condition types, reasons and event reasons: one place, so tests and docs name the
+same strings as the code that sets them."""
+
+from typing import Final
+
+# status.phase
+RESOLVING: Final = "Resolving"
+PROGRESSING: Final = "Progressing"
+HEALTHY: Final = "Healthy"
+DEGRADED: Final = "Degraded"
+ROLLING_BACK: Final = "RollingBack"
+ROLLED_BACK: Final = "RolledBack"
+FAILED: Final = "Failed"
+PHASES: Final = (RESOLVING, PROGRESSING, HEALTHY, DEGRADED, ROLLING_BACK, ROLLED_BACK, FAILED)
+
+# condition types
+READY: Final = "Ready"
+COND_PROGRESSING: Final = "Progressing"
+COND_DEGRADED: Final = "Degraded"
+REGISTRY_REACHABLE: Final = "RegistryReachable"
+MONITORING_READY: Final = "MonitoringReady"
+COND_ROLLED_BACK: Final = "RolledBack"
+
+# condition reasons
+MODEL_SERVING: Final = "ModelServing"
+ROLLOUT_IN_PROGRESS: Final = "RolloutInProgress"
+ROLLOUT_COMPLETE: Final = "RolloutComplete"
+PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+MODEL_NOT_FOUND: Final = "ModelVersionNotFound"
+REGISTRY_UNREACHABLE: Final = "RegistryUnreachable"
+REGISTRY_OK: Final = "RegistryAnswered"
+CREDENTIALS_MISSING: Final = "CredentialsSecretMissing"
+NOTHING_SERVING: Final = "NothingServing"
+AS_EXPECTED: Final = "AsExpected"
+MONITORING_APPLIED: Final = "MonitoringObjectsApplied"
+MONITORING_CRDS_MISSING: Final = "MonitoringCRDsMissing"
+MONITORING_DISABLED: Final = "MonitoringDisabled"
+SCALED_TO_ZERO: Final = "ScaledToZero"
+
+# history outcomes
+OUTCOME_PROGRESSING: Final = "Progressing"
+OUTCOME_SUCCEEDED: Final = "Succeeded"
+OUTCOME_FAILED: Final = "Failed"
+OUTCOME_SUPERSEDED: Final = "Superseded"
+OUTCOME_ROLLED_BACK: Final = "RolledBack"
+
+# Kubernetes Event reasons
+EV_ROLLOUT_STARTED: Final = "RolloutStarted"
+EV_ROLLOUT_SUCCEEDED: Final = "RolloutSucceeded"
+EV_ROLLOUT_FAILED: Final = "RolloutFailed"
+EV_PHASE_CHANGED: Final = "PhaseChanged"
+EV_REGISTRY_UNREACHABLE: Final = "RegistryUnreachable"
+EV_REGISTRY_RECOVERED: Final = "RegistryReachable"
+EV_MODEL_NOT_FOUND: Final = "ModelVersionNotFound"
+EV_MONITORING_SKIPPED: Final = "MonitoringSkipped"
+
+HISTORY_LIMIT: Final = 10

@@ -1,0 +1,151 @@
+"""ModelDeployment status: typed, with a pure condition helper.
+
+The whole next status is computed, compared with the current one (`to_dict()` equality) and
+written once; `set_condition` keeps lastTransitionTime when a condition's status did not change,
+so an unchanged world produces an identical status and no write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": self.last_transition_time,
+        }
+        if self.observed_generation is not None:
+            out["observedGeneration"] = self.observed_generation
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Condition:
+        return cls(
+            type=str(d.get("type", "")),
+            status=str(d.get("status", "Unknown")),
+            reason=str(d.get("reason", "")),
+            message=str(d.get("message", "")),
+            last_transition_time=str(d.get("lastTransitionTime", "")),
+            observed_generation=d.get("observedGeneration"),
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    version: str
+    started_at: str
+    outcome: str
+    finished_at: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"version": self.version, "startedAt": self.started_at, "outcome": self.outcome}
+        if self.finished_at:
+            out["finishedAt"] = self.finished_at
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HistoryEntry:
+        return cls(
+            version=str(d.get("version", "")),
+            started_at=str(d.get("startedAt", "")),
+            outcome=str(d.get("outcome", "")),
+            finished_at=d.get("finishedAt"),
+            reason=d.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    phase: str | None = None
+    selector: str | None = None
+    serving_version: str | None = None
+    resolved_version: str | None = None
+    model_uri: str | None = None
+    run_id: str | None = None
+    observed_generation: int | None = None
+    rejected_versions: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    history: tuple[HistoryEntry, ...] = field(default=())
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        scalars = {
+            "phase": self.phase,
+            "selector": self.selector,
+            "servingVersion": self.serving_version,
+            "resolvedVersion": self.resolved_version,
+            "modelUri": self.model_uri,
+            "runId": self.run_id,
+            "observedGeneration": self.observed_generation,
+        }
+        out.update({k: v for k, v in scalars.items() if v is not None})
+        if self.rejected_versions:
+            out["rejectedVersions"] = list(self.rejected_versions)
+        out["conditions"] = [c.to_dict() for c in self.conditions]
+        out["history"] = [h.to_dict() for h in self.history]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Status:
+        d = d or {}
+        return cls(
+            phase=d.get("phase"),
+            selector=d.get("selector"),
+            serving_version=d.get("servingVersion"),
+            resolved_version=d.get("resolvedVersion"),
+            model_uri=d.get("modelUri"),
+            run_id=d.get("runId"),
+            observed_generation=d.get("observedGeneration"),
+            rejected_versions=tuple(d.get("rejectedVersions") or ()),
+            conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or ()),
+            history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or ()),
+        )
+
+
+def set_condition(
+    conditions: tuple[Condition, ...],
+    type_: str,
+    status: bool | str,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
+) -> tuple[Condition, ...]:
+    """Conditions with `type_` set; lastTransitionTime moves only when the status flips."""
+    value = status if isinstance(status, str) else ("True" if status else "False")
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old and old.status == value else iso(now)
+    new = Condition(type_, value, reason, message, since, generation)
+    if old is None:
+        return (*conditions, new)
+    return tuple(new if c.type == type_ else c for c in conditions)
+
+
+def with_history(status: Status, history: list[HistoryEntry], limit: int) -> Status:
+    return replace(status, history=tuple(history[-limit:]))

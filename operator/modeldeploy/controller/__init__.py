@@ -1,0 +1,1 @@
+"""The kopf wiring: watch events feed a work queue; workers observe → plan → apply → status."""

@@ -1,0 +1,61 @@
+"""Every kopf decorator of the operator, and nothing else.
+
+kopf provides the watches; the handlers only nudge the work queue (see runtime.py). They do not
+use kopf's per-object handler state, so kopf writes nothing to ModelDeployments: no finalizers,
+no progress annotations, nothing a GitOps tool would see as drift.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from modeldeploy import names
+from modeldeploy.controller.runtime import Runtime
+from modeldeploy.render.objects import MANAGED_BY
+
+log = logging.getLogger("modeldeploy.handlers")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False  # our Events come from the reconciler, one per transition
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    runtime: Runtime = memo["runtime"]
+    runtime.start_metrics()
+    await runtime.start_webhooks()
+    runtime.start_workers()
+    runtime.register_registry_webhook()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    await runtime.stop()
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
+async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    if type == "DELETED":
+        runtime.forget(key)
+        return
+    # Our own status writes come back as MODIFIED events; only a new generation (spec change)
+    # or a first sight (ADDED, and the initial listing after a restart) needs a reconcile.
+    if type == "MODIFIED" and body.metadata.get("generation") == body.status.get(
+        "observedGeneration"
+    ):
+        return
+    runtime.queue.add(key)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: MANAGED_BY})
+async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = body.metadata.labels.get(names.LABEL_MODELDEPLOYMENT)
+    if owner:
+        runtime: Runtime = memo["runtime"]
+        runtime.queue.add((body.metadata.namespace or "", owner))

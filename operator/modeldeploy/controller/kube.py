@@ -1,0 +1,169 @@
+"""The one door to the Kubernetes API.
+
+Children are written only with server-side apply under one field manager, with force: the
+operator owns every field it sets on its children, and a conflicting manager (a human's
+`kubectl edit`) is overridden on the next reconcile, as a controller should. 404 on apply means
+the namespace or owner is going away: the caller drops the key. The ModelDeployment's own status
+is written with a merge patch on the status subresource, once per change.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from modeldeploy import names
+
+MONITORING_CRDS = {
+    "ServiceMonitor": "servicemonitors.monitoring.coreos.com",
+    "PrometheusRule": "prometheusrules.monitoring.coreos.com",
+}
+CRD_CHECK_SECONDS = 30.0
+
+
+class Kube:
+    def __init__(
+        self, api_client: client.ApiClient, component: str = "modeldeploy-operator"
+    ) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.ext = client.ApiextensionsV1Api(api_client)
+        self.component = component
+        self._dyn: DynamicClient | None = None
+        self._dyn_lock = threading.Lock()
+        self._crds: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        with self._dyn_lock:
+            if self._dyn is None:
+                self._dyn = DynamicClient(self.api_client)
+            return self._dyn
+
+    # --- reads ---------------------------------------------------------------------------
+    def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _or_none(
+            lambda: self.custom.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name
+            )
+        )
+
+    def list_modeldeployments(self) -> list[dict[str, Any]]:
+        res: Any = self.custom.list_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL)
+        return list(res.get("items", []))
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        def read() -> dict[str, Any]:
+            dep = self.apps.read_namespaced_deployment(name, namespace)
+            return dict(self.api_client.sanitize_for_serialization(dep))
+
+        return _or_none(read)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        secret = _or_none(lambda: self.core.read_namespaced_secret(name, namespace))
+        if secret is None:
+            return None
+        data = secret.data or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    def monitoring_crds(self) -> frozenset[str]:
+        """Which monitoring.coreos.com kinds the cluster serves (checked every 30 s at most)."""
+        checked, kinds = self._crds
+        if time.monotonic() - checked < CRD_CHECK_SECONDS:
+            return kinds
+        found = set()
+        for kind, crd in MONITORING_CRDS.items():
+            obj = _or_none(lambda crd=crd: self.ext.read_custom_resource_definition(crd))
+            conditions = (obj.status.conditions or []) if obj is not None and obj.status else []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                found.add(kind)
+        kinds = frozenset(found)
+        if kinds != self._crds[1]:
+            with self._dyn_lock:
+                if self._dyn is not None:
+                    self._dyn.resources.invalidate_cache()
+        self._crds = (time.monotonic(), kinds)
+        return kinds
+
+    # --- writes --------------------------------------------------------------------------
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        try:
+            resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            self.dynamic.resources.invalidate_cache()
+            resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        result = resource.server_side_apply(
+            body=dict(obj),
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=names.FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return dict(result.to_dict())
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        try:
+            resource.delete(name=name, namespace=namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        except Exception as exc:  # the dynamic client wraps 404 in its own NotFoundError
+            if getattr(exc, "status", None) != 404:
+                raise
+
+    def patch_status(
+        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        """Merge-patches status to `new`; keys present only in `old` are removed."""
+        patch = {k: v for k, v in new.items()}
+        patch.update({k: None for k in old if k not in new})
+        self.custom.patch_namespaced_custom_object_status(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": patch}
+        )
+
+    def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = owner["metadata"]
+        now = datetime.now(UTC)
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{names.GROUP}/{names.VERSION}",
+                "kind": names.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.component,
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+        }
+        self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+
+
+def _or_none(read: Any) -> Any:
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise

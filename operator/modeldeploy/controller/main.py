@@ -1,0 +1,117 @@
+"""`modeldeploy operator`: flags and environment → OperatorConfig → kopf.run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from modeldeploy.controller.reconciler import OperatorConfig
+from modeldeploy.registry.client import CREDENTIAL_KEYS, configure_http
+
+DEFAULT_SERVING_IMAGE = "ghcr.io/modeldeploy/modeldeploy-serving:0.1.0"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="modeldeploy operator", description="Run the ModelDeployment operator."
+    )
+    p.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    p.add_argument("--metrics-port", type=int, default=int(env("MODELDEPLOY_METRICS_PORT", "9100")))
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=int(env("MODELDEPLOY_WEBHOOK_PORT", "8081")),
+        help="HTTP port for MLflow registry webhooks (/webhooks/mlflow)",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=int(env("MODELDEPLOY_HEALTH_PORT", "8080")),
+        help="liveness endpoint (/healthz)",
+    )
+    p.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    p.add_argument(
+        "--serving-image", default=env("MODELDEPLOY_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
+    )
+    p.add_argument(
+        "--registry-webhook-url",
+        default=env("MODELDEPLOY_REGISTRY_WEBHOOK_URL"),
+        help="URL MLflow should call on alias/version events; registered at start",
+    )
+    p.add_argument(
+        "--allow-pickle",
+        default=env("MODELDEPLOY_ALLOW_PICKLE", "true"),
+        choices=["true", "false"],
+        help="let serving pods load model flavors that unpickle (sklearn, custom pyfunc)",
+    )
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> OperatorConfig:
+    creds = {k: os.environ[k] for k in CREDENTIAL_KEYS if os.environ.get(k)}
+    return OperatorConfig(
+        default_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+        default_credentials=creds,
+        serving_image=args.serving_image,
+        namespaces=tuple(args.namespace),
+        workers=max(1, args.workers),
+        metrics_port=args.metrics_port,
+        webhook_port=args.webhook_port,
+        health_port=args.health_port,
+        registry_webhook_url=args.registry_webhook_url,
+        registry_webhook_secret=os.environ.get("MODELDEPLOY_REGISTRY_WEBHOOK_SECRET") or None,
+        serving_env=(("MODELDEPLOY_ALLOW_PICKLE", args.allow_pickle),),
+    )
+
+
+def main(argv: list[str]) -> int:
+    import kopf
+    from kubernetes import config as kube_config
+
+    from modeldeploy.controller import handlers  # noqa: F401  (registers the handlers)
+    from modeldeploy.controller.kube import Kube
+    from modeldeploy.controller.runtime import Runtime
+
+    args = parse_args(argv)
+    fmt = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=args.verbose, log_format=fmt)
+    logging.getLogger("modeldeploy").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    for noisy in ("kopf.objects", "urllib3", "kopf._core.reactor.running", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_http()
+    cfg = config_from(args)
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+    from kubernetes import client
+
+    runtime = Runtime(Kube(client.ApiClient()), cfg)
+    logging.getLogger("modeldeploy").info(
+        "modeldeploy operator: namespaces=%s registry=%s metrics=:%d webhooks=:%d",
+        ",".join(cfg.namespaces) or "all",
+        cfg.default_tracking_uri or "-",
+        cfg.metrics_port,
+        cfg.webhook_port,
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=not cfg.namespaces,
+        namespaces=cfg.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz",
+        memo=kopf.Memo(runtime=runtime),
+    )
+    return 0
+
+
+__all__ = ["config_from", "main", "parse_args"]

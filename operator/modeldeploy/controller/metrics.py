@@ -1,0 +1,84 @@
+"""The operator's own Prometheus metrics (names in modeldeploy.names)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from modeldeploy import names
+from modeldeploy.api.reasons import PHASES
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        reg = self.registry
+        self.rollout_status = Gauge(
+            names.OP_ROLLOUT_STATUS,
+            "1 for the phase each ModelDeployment is in, 0 for the others",
+            ["namespace", "name", "phase"],
+            registry=reg,
+        )
+        self.version_info = Gauge(
+            names.OP_MODEL_VERSION_INFO,
+            "1 for the model version each ModelDeployment serves",
+            ["namespace", "name", "model", "version"],
+            registry=reg,
+        )
+        self.rollouts_started = Counter(
+            names.OP_ROLLOUTS_STARTED.removesuffix("_total"),
+            "Rollouts of a new model version started",
+            ["namespace", "name"],
+            registry=reg,
+        )
+        self.rollouts_completed = Counter(
+            names.OP_ROLLOUTS_COMPLETED.removesuffix("_total"),
+            "Rollouts finished, by outcome (Succeeded, Failed, Superseded)",
+            ["namespace", "name", "outcome"],
+            registry=reg,
+        )
+        self.reconcile_seconds = Histogram(
+            names.OP_RECONCILE_SECONDS,
+            "Time to observe, plan and apply one ModelDeployment",
+            ["outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=reg,
+        )
+        self.registry_requests = Counter(
+            names.OP_REGISTRY_REQUESTS.removesuffix("_total"),
+            "Calls to the MLflow registry, by outcome (ok, not_found, unreachable)",
+            ["outcome"],
+            registry=reg,
+        )
+        self.registry_seconds = Histogram(
+            names.OP_REGISTRY_SECONDS,
+            "Latency of calls to the MLflow registry",
+            ["outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=reg,
+        )
+        self._versions: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def set_phase(self, namespace: str, name: str, phase: str) -> None:
+        for p in PHASES:
+            self.rollout_status.labels(namespace, name, p).set(1 if p == phase else 0)
+
+    def set_version(self, namespace: str, name: str, model: str, version: str | None) -> None:
+        key = (namespace, name)
+        old = self._versions.get(key)
+        if old == (model, version or ""):
+            return
+        if old:
+            self.version_info.remove(namespace, name, *old)
+        if version:
+            self.version_info.labels(namespace, name, model, version).set(1)
+            self._versions[key] = (model, version)
+        else:
+            self._versions.pop(key, None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        for p in PHASES:
+            with contextlib.suppress(KeyError):
+                self.rollout_status.remove(namespace, name, p)
+        self.set_version(namespace, name, "", None)

@@ -1,0 +1,231 @@
+"""Observe → plan → apply → status, for one ModelDeployment key.
+
+Each reconcile reads the ModelDeployment fresh from the API server (so a restarted operator, or
+a key nudged twice, always plans from the stored status), asks the registry through the shared
+cache, reads the serving Deployment, and hands all of it to the pure planner. Status is written
+only when the planned status differs from the stored one; Events and counters follow a
+successful status write, so they are not repeated for work already recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldeploy.api import reasons as r
+from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
+from modeldeploy.api.status import Status, set_condition
+from modeldeploy.controller.kube import Kube
+from modeldeploy.controller.metrics import OperatorMetrics
+from modeldeploy.registry.cache import Question, ResolutionCache
+from modeldeploy.registry.client import RegistryClient
+from modeldeploy.registry.types import (
+    ModelNotFound,
+    RegistryError,
+    RegistryUnreachable,
+    ResolvedVersion,
+)
+from modeldeploy.rollout.planner import Context, DeploymentState, plan
+
+log = logging.getLogger("modeldeploy.reconciler")
+Key = tuple[str, str]
+# A failed registry answer is reused for at most this long, so backoff retries really retry.
+ERROR_TTL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    default_tracking_uri: str | None = None
+    default_credentials: Mapping[str, str] = field(default_factory=dict)
+    serving_image: str = "ghcr.io/modeldeploy/modeldeploy-serving:0.1.0"
+    namespaces: tuple[str, ...] = ()
+    workers: int = 4
+    metrics_port: int = 9100
+    webhook_port: int = 8081
+    health_port: int = 8080
+    registry_webhook_url: str | None = None
+    registry_webhook_secret: str | None = None
+    serving_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None
+    registry_failed: bool = False
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        config: OperatorConfig,
+        cache: ResolutionCache,
+        metrics: OperatorMetrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        client_factory: Callable[[str, Mapping[str, str]], RegistryClient] = RegistryClient,
+    ) -> None:
+        self.kube, self.config, self.cache, self.metrics = kube, config, cache, metrics
+        self.clock = clock
+        self._client_factory = client_factory
+        self._clients: dict[tuple[str, str], RegistryClient] = {}
+
+    def reconcile(self, key: Key) -> Outcome:
+        t0 = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._reconcile(key)
+            outcome = "ok"
+            return result
+        finally:
+            self.metrics.reconcile_seconds.labels(outcome).observe(time.perf_counter() - t0)
+
+    def _reconcile(self, key: Key) -> Outcome:
+        namespace, name = key
+        body = self.kube.get_modeldeployment(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self.forget(key)
+            return Outcome(None)
+        meta = body["metadata"]
+        old_status = body.get("status") or {}
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError as exc:
+            self._invalid_spec(body, exc)
+            return Outcome(None)
+
+        resolution = self._resolve(key, spec)
+        dep_obj = self.kube.get_deployment(namespace, name)
+        ctx = Context(
+            name=name,
+            namespace=namespace,
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 0),
+            spec=spec,
+            status=Status.from_dict(old_status),
+            resolution=resolution,
+            deployment=DeploymentState.from_object(dep_obj) if dep_obj else None,
+            monitoring_crds=self.kube.monitoring_crds(),
+            image=spec.serving.image or self.config.serving_image,
+            tracking_uri=self._tracking_uri(spec) or "",
+            now=self.clock(),
+            serving_env=self.config.serving_env,
+        )
+        p = plan(ctx)
+        for obj in p.apply:
+            self.kube.apply(obj)
+        for kind, obj_name in p.prune:
+            self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
+        new_status = p.status.to_dict()
+        if new_status != old_status:
+            self.kube.patch_status(namespace, name, old_status, new_status)
+            for ev in p.events:
+                self._post_event(body, ev.type, ev.reason, ev.message)
+            for _ in p.rollouts_started:
+                self.metrics.rollouts_started.labels(namespace, name).inc()
+            for _, result in p.rollouts_completed:
+                self.metrics.rollouts_completed.labels(namespace, name, result).inc()
+            log.info(
+                "%s/%s: phase=%s serving=%s resolved=%s",
+                namespace,
+                name,
+                p.status.phase,
+                p.status.serving_version,
+                p.status.resolved_version,
+            )
+        self.metrics.set_phase(namespace, name, p.status.phase or r.RESOLVING)
+        self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
+        failed = isinstance(resolution, RegistryUnreachable)
+        delay = spec.registry.poll_interval
+        if p.requeue_after is not None:
+            delay = min(delay, p.requeue_after)
+        return Outcome(delay, registry_failed=failed)
+
+    def forget(self, key: Key) -> None:
+        self.metrics.forget(*key)
+        self.cache.forget_asker(key)
+
+    def _tracking_uri(self, spec: ModelDeploymentSpec) -> str | None:
+        return spec.registry.tracking_uri or self.config.default_tracking_uri
+
+    def _resolve(self, key: Key, spec: ModelDeploymentSpec) -> ResolvedVersion | RegistryError:
+        uri = self._tracking_uri(spec)
+        if not uri:
+            return RegistryUnreachable(
+                "no registry configured: set spec.registry.trackingUri "
+                "or the operator's MLFLOW_TRACKING_URI"
+            )
+        creds: Mapping[str, str] = self.config.default_credentials
+        if spec.registry.credentials_secret:
+            secret = self.kube.read_secret(key[0], spec.registry.credentials_secret)
+            if secret is None:
+                return RegistryUnreachable(
+                    f"credentials Secret {spec.registry.credentials_secret!r} "
+                    f"not found in namespace {key[0]}"
+                )
+            creds = secret
+        question = Question(uri, Question.fingerprint(creds), spec.model)
+        client = self._client(uri, creds, question.credentials)
+        ttl = spec.registry.poll_interval
+
+        def load() -> ResolvedVersion:
+            t0 = time.perf_counter()
+            outcome = "ok"
+            try:
+                return client.resolve(spec.model)
+            except ModelNotFound:
+                outcome = "not_found"
+                raise
+            except RegistryError:
+                outcome = "unreachable"
+                raise
+            finally:
+                self.metrics.registry_requests.labels(outcome).inc()
+                self.metrics.registry_seconds.labels(outcome).observe(time.perf_counter() - t0)
+
+        answer, _ = self.cache.get(question, ttl, load, asker=key, error_ttl=ERROR_TTL_SECONDS)
+        return answer
+
+    def _client(self, uri: str, creds: Mapping[str, str], fingerprint: str) -> RegistryClient:
+        client = self._clients.get((uri, fingerprint))
+        if client is None:
+            client = self._clients[(uri, fingerprint)] = self._client_factory(uri, creds)
+        return client
+
+    def _invalid_spec(self, body: Mapping[str, Any], exc: SpecError) -> None:
+        meta = body["metadata"]
+        old = body.get("status") or {}
+        status = Status.from_dict(old)
+        conds = set_condition(
+            status.conditions,
+            r.READY,
+            False,
+            "InvalidSpec",
+            str(exc),
+            self.clock(),
+            meta.get("generation"),
+        )
+        new = Status(
+            phase=r.FAILED,
+            selector=status.selector,
+            serving_version=status.serving_version,
+            resolved_version=status.resolved_version,
+            model_uri=status.model_uri,
+            run_id=status.run_id,
+            observed_generation=meta.get("generation"),
+            rejected_versions=status.rejected_versions,
+            conditions=conds,
+            history=status.history,
+        ).to_dict()
+        if new != old:
+            self.kube.patch_status(meta["namespace"], meta["name"], old, new)
+            self._post_event(body, "Warning", "InvalidSpec", str(exc))
+
+    def _post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        try:
+            self.kube.post_event(body, type_, reason, message)
+        except Exception as exc:  # an Event is best effort; the status already says it
+            log.warning("could not post event %s: %s", reason, exc)

@@ -1,0 +1,209 @@
+"""The operator's moving parts besides kopf's watches: worker threads draining the work queue,
+the metrics endpoint, the webhook endpoint for MLflow registry events, and registering that
+webhook with the default registry.
+
+Workers are plain threads running the sync reconciler with the official client, so nothing
+blocks kopf's event loop; the HTTP endpoints are aiohttp (kopf's own dependency) on that loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import start_http_server
+
+from modeldeploy.controller.kube import Kube
+from modeldeploy.controller.metrics import OperatorMetrics
+from modeldeploy.controller.reconciler import Key, OperatorConfig, Reconciler
+from modeldeploy.controller.workqueue import Backoff, WorkQueue
+from modeldeploy.registry.cache import ResolutionCache
+
+log = logging.getLogger("modeldeploy.runtime")
+WEBHOOK_EVENTS: list[Any] = [
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+    "model_version.created",
+]
+WEBHOOK_NAME = "modeldeploy-operator"
+MAX_WEBHOOK_SKEW_SECONDS = 300
+
+
+class Runtime:
+    def __init__(
+        self, kube: Kube, config: OperatorConfig, metrics: OperatorMetrics | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or OperatorMetrics()
+        self.cache = ResolutionCache()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.backoff = Backoff(base=1.0, cap=60.0)
+        self.reconciler = Reconciler(kube, config, self.cache, self.metrics)
+        self._threads: list[threading.Thread] = []
+        self._runner: web.AppRunner | None = None
+        self._metrics_server: Any = None
+
+    # --- workers -------------------------------------------------------------------------
+    def start_workers(self) -> None:
+        for i in range(self.config.workers):
+            t = threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                outcome = self.reconciler.reconcile(key)
+                if outcome.registry_failed:
+                    delay = self.backoff.failure(key)
+                else:
+                    self.backoff.success(key)
+                    delay = outcome.requeue_after or 0
+                if outcome.requeue_after is not None:
+                    self.queue.add_after(
+                        key, min(delay, outcome.requeue_after) if delay else outcome.requeue_after
+                    )
+            except Exception:
+                delay = self.backoff.failure(key)
+                log.exception("reconcile of %s/%s failed; retrying in %.0fs", *key, delay)
+                self.queue.add_after(key, delay)
+            finally:
+                self.queue.done(key)
+
+    def forget(self, key: Key) -> None:
+        self.queue.forget(key)
+        self.backoff.success(key)
+        self.reconciler.forget(key)
+
+    # --- HTTP ----------------------------------------------------------------------------
+    def start_metrics(self) -> None:
+        self._metrics_server, _ = start_http_server(
+            self.config.metrics_port, registry=self.metrics.registry
+        )
+
+    async def start_webhooks(self) -> None:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_post("/webhooks/mlflow", self._mlflow_webhook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "0.0.0.0", self.config.webhook_port).start()
+        log.info("webhook endpoint on :%d (/webhooks/mlflow)", self.config.webhook_port)
+
+    async def _mlflow_webhook(self, request: web.Request) -> web.Response:
+        secret = self.config.registry_webhook_secret
+        if not secret:
+            return web.json_response(
+                {
+                    "error": "registry webhooks are disabled: "
+                    "set MODELDEPLOY_REGISTRY_WEBHOOK_SECRET"
+                },
+                status=404,
+            )
+        payload = await request.text()
+        error = verify_mlflow_signature(secret, request.headers, payload, time.time())
+        if error:
+            log.warning("refused registry webhook: %s", error)
+            return web.json_response({"error": error}, status=401)
+        try:
+            event = json.loads(payload)
+            model = str(event["data"]["name"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "payload has no data.name"}, status=400)
+        woken = self.cache.invalidate_model(model)
+        for key in woken:
+            self.queue.add(key)
+        log.info(
+            "registry event %s.%s for %r: %d ModelDeployment(s) woken",
+            event.get("entity"),
+            event.get("action"),
+            model,
+            len(woken),
+        )
+        return web.json_response({"model": model, "woken": len(woken)})
+
+    def register_registry_webhook(self) -> None:
+        """Makes the default registry call us on alias and version events (best effort)."""
+        cfg = self.config
+        if not (
+            cfg.registry_webhook_url and cfg.registry_webhook_secret and cfg.default_tracking_uri
+        ):
+            return
+        threading.Thread(target=self._register_loop, name="webhook-register", daemon=True).start()
+
+    def _register_loop(self) -> None:
+        from mlflow import MlflowClient
+
+        cfg = self.config
+        delay = 2.0
+        while True:
+            try:
+                client = MlflowClient(
+                    tracking_uri=cfg.default_tracking_uri, registry_uri=cfg.default_tracking_uri
+                )
+                existing = [w for w in client.list_webhooks() if w.name == WEBHOOK_NAME]
+                if existing:
+                    client.update_webhook(
+                        existing[0].webhook_id,
+                        url=cfg.registry_webhook_url,
+                        events=WEBHOOK_EVENTS,
+                        secret=cfg.registry_webhook_secret,
+                        status="ACTIVE",
+                    )
+                else:
+                    client.create_webhook(
+                        name=WEBHOOK_NAME,
+                        url=cfg.registry_webhook_url or "",
+                        events=WEBHOOK_EVENTS,
+                        secret=cfg.registry_webhook_secret,
+                    )
+                log.info(
+                    "registry webhook %s → %s registered", WEBHOOK_NAME, cfg.registry_webhook_url
+                )
+                return
+            except Exception as exc:
+                log.warning(
+                    "could not register the registry webhook (retrying in %.0fs): %s", delay, exc
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 300)
+
+    async def stop(self) -> None:
+        self.queue.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+
+
+def verify_mlflow_signature(secret: str, headers: Any, payload: str, now: float) -> str | None:
+    """None if MLflow's HMAC-SHA256 signature over "delivery_id.timestamp.payload" is valid and
+    fresh; otherwise why not. Fresh = within 5 minutes, so a captured delivery cannot be replayed
+    later."""
+    signature = headers.get("X-MLflow-Signature", "")
+    delivery = headers.get("X-MLflow-Delivery-Id", "")
+    timestamp = headers.get("X-MLflow-Timestamp", "")
+    if not (signature and delivery and timestamp):
+        return "missing X-MLflow-Signature/-Delivery-Id/-Timestamp headers"
+    try:
+        skew = abs(now - int(timestamp))
+    except ValueError:
+        return "X-MLflow-Timestamp is not a unix timestamp"
+    if skew > MAX_WEBHOOK_SKEW_SECONDS:
+        return f"timestamp is {skew:.0f}s away from now"
+    version, _, value = signature.partition(",")
+    digest = hmac.new(
+        secret.encode(), f"{delivery}.{timestamp}.{payload}".encode(), hashlib.sha256
+    ).digest()
+    if version != "v1" or not hmac.compare_digest(value, base64.b64encode(digest).decode()):
+        return "signature does not match"
+    return None

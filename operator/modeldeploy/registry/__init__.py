@@ -1,0 +1,1 @@
+"""MLflow registry resolution: one small client interface, a shared cache, typed errors."""

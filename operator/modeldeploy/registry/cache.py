@@ -1,0 +1,102 @@
+"""A shared, single-flight cache of registry answers.
+
+Many ModelDeployments often ask the same question ("which version is fraud-detector@champion on
+this registry?"). The cache keys answers by (registry, credentials fingerprint, model, selector):
+while an answer is younger than its TTL (the poll interval) every asker gets it without a call,
+and concurrent askers of a stale key wait for one call instead of making one each. A registry
+webhook invalidates the keys of one model at once, and the cache remembers who asked what so the
+operator can wake exactly those ModelDeployments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from modeldeploy.api.spec import ModelRef
+from modeldeploy.registry.types import RegistryError, ResolvedVersion
+
+Answer = ResolvedVersion | RegistryError
+Subscriber = tuple[str, str]  # (namespace, name) of a ModelDeployment
+
+
+@dataclass(frozen=True)
+class Question:
+    tracking_uri: str
+    credentials: str  # fingerprint, never the secret itself
+    model: ModelRef
+
+    @staticmethod
+    def fingerprint(credentials: Mapping[str, str]) -> str:
+        text = "\0".join(f"{k}={v}" for k, v in sorted(credentials.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16] if credentials else ""
+
+
+@dataclass
+class _Entry:
+    answer: Answer | None = None
+    fetched_at: float = float("-inf")
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ResolutionCache:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[Question, _Entry] = {}
+        self._guard = threading.Lock()
+        self._askers: dict[Question, set[Subscriber]] = defaultdict(set)
+
+    def get(
+        self,
+        question: Question,
+        ttl: float,
+        load: Callable[[], ResolvedVersion],
+        asker: Subscriber | None = None,
+        error_ttl: float | None = None,
+    ) -> tuple[Answer, bool]:
+        """(answer, fresh): `fresh` is True when this call asked the registry itself.
+
+        Errors are cached too (a dead registry is not hammered by every asker), but for at most
+        `error_ttl`; `load` raising anything but RegistryError propagates (a bug, not an answer).
+        """
+        with self._guard:
+            entry = self._entries.get(question) or self._entries.setdefault(question, _Entry())
+            if asker:
+                self._askers[question].add(asker)
+
+        def valid() -> bool:
+            if entry.answer is None:
+                return False
+            limit = ttl if isinstance(entry.answer, ResolvedVersion) else min(ttl, error_ttl or ttl)
+            return self._clock() - entry.fetched_at < limit
+
+        if valid():
+            return entry.answer, False  # type: ignore[return-value]
+        with entry.lock:  # single flight: the first caller asks, the others wait and reuse
+            if valid():
+                return entry.answer, False  # type: ignore[return-value]
+            try:
+                answer: Answer = load()
+            except RegistryError as exc:
+                answer = exc
+            entry.answer, entry.fetched_at = answer, self._clock()
+            return answer, True
+
+    def invalidate_model(self, model_name: str) -> set[Subscriber]:
+        """Forgets every answer about `model_name`; returns who asked about it."""
+        woken: set[Subscriber] = set()
+        with self._guard:
+            for question, entry in self._entries.items():
+                if question.model.name == model_name:
+                    entry.fetched_at = float("-inf")
+                    woken |= self._askers.get(question, set())
+        return woken
+
+    def forget_asker(self, asker: Subscriber) -> None:
+        with self._guard:
+            for askers in self._askers.values():
+                askers.discard(asker)

@@ -1,0 +1,37 @@
+"""What the registry tells the planner: a resolved version, or why there is none."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    name: str
+    version: str
+    run_id: str
+    source: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        """The pinned models:/ URI: serving pods load exactly this version, whatever moves."""
+        return f"models:/{self.name}/{self.version}"
+
+
+class RegistryError(Exception):
+    """The registry gave no version. `retryable` says whether asking again may help."""
+
+    retryable = True
+
+
+class RegistryUnreachable(RegistryError):
+    """Connection refused, timeout, 5xx, auth failure: keep serving, retry with backoff."""
+
+
+class ModelNotFound(RegistryError):
+    """The registry answered: no such model, alias, version or stage. Retrying soon won't help,
+    but the registry may change, so polling continues at the normal interval."""
+
+    retryable = False
