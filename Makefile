@@ -50,6 +50,7 @@ lint: install ## ruff (lint + format check), mypy strict, import-linter layering
 	$(VENV)/bin/ruff format --check operator tests dev benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) dev/sync-chart.py --check
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix with ruff
@@ -67,3 +68,7 @@ demo: stack-up ## Bring up the stack, deploy a model, move @champion and watch i
 .PHONY: bench
 bench: install tools ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(PY) benchmarks/run_all.py
+
+.PHONY: chart-sync
+chart-sync: ## Copy crds/ into the Helm chart and manifests/crds (generated copies; a test checks them)
+	$(PY) dev/sync-chart.py

@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -561,6 +562,56 @@ class Stack:
                 raise RuntimeError(f"{part} reload answered {resp.status}")
 
 
+MONITORING_CRD_FILES = (
+    "monitoring.coreos.com_servicemonitors.yaml",
+    "monitoring.coreos.com_prometheusrules.yaml",
+)
+
+
+def monitoring_crd_files() -> list[Path]:
+    """The ServiceMonitor and PrometheusRule CRDs from the Prometheus Operator's published Go
+    module at the pinned version (downloaded into the Go module cache; no copy in this repo)."""
+    version = read_versions()["PROMETHEUS_OPERATOR_VERSION"]
+    out = subprocess.run(
+        [
+            "go",
+            "mod",
+            "download",
+            "-json",
+            f"github.com/prometheus-operator/prometheus-operator@{version}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
+    root = Path(json.loads(out.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    return [root / name for name in MONITORING_CRD_FILES]
+
+
+def install_monitoring_crds(kubectl: list[str]) -> None:
+    for path in monitoring_crd_files():
+        subprocess.run(
+            [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    subprocess.run(
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
 HEALTH_PATHS = {"mlflow": "/health", "prometheus": "/-/ready", "alertmanager": "/-/ready"}
 STARTERS: dict[str, Callable[[Stack, bool], None]] = {
     "cluster": Stack.start_cluster,
@@ -698,6 +749,11 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the stack (or the named parts); harmless when running")
     up.add_argument("parts", nargs="*", metavar="part", help=f"any of {', '.join(PARTS)}")
     up.add_argument("--no-build", action="store_true", help="fail instead of building binaries")
+    sub.add_parser(
+        "monitoring-crds",
+        help="install the Prometheus Operator's ServiceMonitor and "
+        "PrometheusRule CRDs (from its Go module) into the cluster",
+    )
     sub.add_parser("down", help="stop everything the stack started")
     sub.add_parser("status", help="show what runs and where")
     sub.add_parser("env", help="print the env file")
@@ -716,6 +772,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"stack is up; use it with:  source {stack.root / 'env'}")
         print((stack.root / "env").read_text())
+    elif args.cmd == "monitoring-crds":
+        info = stack.state().get("cluster")
+        if not info:
+            print("error: the cluster is not running (make stack-up)", file=sys.stderr)
+            return 1
+        install_monitoring_crds(
+            [str(Path(info["path"][0]) / "kubectl"), "--kubeconfig", info["kubeconfig"]]
+        )
+        print("ServiceMonitor and PrometheusRule CRDs installed")
     elif args.cmd == "down":
         stack.down()
     elif args.cmd == "status":

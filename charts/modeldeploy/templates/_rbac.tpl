@@ -8,7 +8,7 @@ explains each rule.
 {{- define "modeldeploy.rules.namespaced" -}}
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments/status]
   verbs: [get, patch, update]
@@ -29,7 +29,7 @@ explains each rule.
   verbs: [create, patch]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end -}}
 
 {{/* Cluster-scoped read needed in every mode: are the monitoring CRDs there? (kopf discovery). */}}

@@ -54,7 +54,7 @@ class ModelRef:
 class RegistrySpec:
     tracking_uri: str | None = None
     credentials_secret: str | None = None
-    poll_interval: float = 30.0
+    poll_interval: float | None = None  # None: the operator's --poll-interval
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def _parse_registry(d: Mapping[str, Any]) -> RegistrySpec:
     uri = _opt_str(d, "trackingUri", p)
     if uri and not _TRACKING_URI.match(uri):
         raise SpecError(f"{p}.trackingUri", f"{uri!r} is not an http(s):// or databricks URI")
-    _, poll = _duration(d, "pollInterval", p, "30s")
+    poll = _duration(d, "pollInterval", p, "30s")[1] if d.get("pollInterval") else None
     return RegistrySpec(uri, _opt_str(d, "credentialsSecret", p), poll)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from modeldeploy import names
+from modeldeploy.controller.kube import MONITORING_CRDS
 from modeldeploy.controller.runtime import Runtime
 from modeldeploy.render.objects import MANAGED_BY
 
@@ -44,6 +45,7 @@ async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_
     if type == "DELETED":
         runtime.forget(key)
         return
+    runtime.known.add(key)
     # Our own status writes come back as MODIFIED events; only a new generation (spec change)
     # or a first sight (ADDED, and the initial listing after a restart) needs a reconcile.
     if type == "MODIFIED" and body.metadata.get("generation") == body.status.get(
@@ -51,6 +53,18 @@ async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_
     ):
         return
     runtime.queue.add(key)
+
+
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    when=lambda name, **_: name in MONITORING_CRDS.values(),
+)
+async def monitoring_crd_event(memo: kopf.Memo, **_: Any) -> None:
+    """ServiceMonitor/PrometheusRule CRDs installed or removed: re-plan every ModelDeployment."""
+    runtime: Runtime = memo["runtime"]
+    runtime.monitoring_changed()
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: MANAGED_BY})

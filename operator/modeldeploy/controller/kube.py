@@ -27,7 +27,9 @@ MONITORING_CRDS = {
     "ServiceMonitor": "servicemonitors.monitoring.coreos.com",
     "PrometheusRule": "prometheusrules.monitoring.coreos.com",
 }
-CRD_CHECK_SECONDS = 30.0
+# The CRD watch (handlers.monitoring_crd_event) invalidates at once; this bounds staleness if a
+# watch event is missed.
+CRD_CHECK_SECONDS = 300.0
 
 
 class Kube:
@@ -58,10 +60,6 @@ class Kube:
                 names.GROUP, names.VERSION, namespace, names.PLURAL, name
             )
         )
-
-    def list_modeldeployments(self) -> list[dict[str, Any]]:
-        res: Any = self.custom.list_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL)
-        return list(res.get("items", []))
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any]:
@@ -95,6 +93,9 @@ class Kube:
                     self._dyn.resources.invalidate_cache()
         self._crds = (time.monotonic(), kinds)
         return kinds
+
+    def invalidate_monitoring_crds(self) -> None:
+        self._crds = (float("-inf"), self._crds[1])
 
     # --- writes --------------------------------------------------------------------------
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:

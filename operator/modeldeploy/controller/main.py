@@ -6,10 +6,18 @@ import argparse
 import logging
 import os
 
+from modeldeploy.api.durations import parse_duration
 from modeldeploy.controller.reconciler import OperatorConfig
 from modeldeploy.registry.client import CREDENTIAL_KEYS, configure_http
 
 DEFAULT_SERVING_IMAGE = "ghcr.io/modeldeploy/modeldeploy-serving:0.1.0"
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -39,6 +47,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=4, help="reconciles running at once")
     p.add_argument(
+        "--poll-interval",
+        type=_duration,
+        default=env("MODELDEPLOY_POLL_INTERVAL", "30s"),
+        help="how often to re-ask the registry, unless a ModelDeployment sets "
+        "spec.registry.pollInterval (Go duration; default 30s)",
+    )
+    p.add_argument(
         "--serving-image", default=env("MODELDEPLOY_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
     )
     p.add_argument(
@@ -65,6 +80,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         serving_image=args.serving_image,
         namespaces=tuple(args.namespace),
         workers=max(1, args.workers),
+        poll_interval=args.poll_interval,
         metrics_port=args.metrics_port,
         webhook_port=args.webhook_port,
         health_port=args.health_port,

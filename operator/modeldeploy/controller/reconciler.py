@@ -44,6 +44,7 @@ class OperatorConfig:
     serving_image: str = "ghcr.io/modeldeploy/modeldeploy-serving:0.1.0"
     namespaces: tuple[str, ...] = ()
     workers: int = 4
+    poll_interval: float = 30.0
     metrics_port: int = 9100
     webhook_port: int = 8081
     health_port: int = 8080
@@ -139,7 +140,7 @@ class Reconciler:
         self.metrics.set_phase(namespace, name, p.status.phase or r.RESOLVING)
         self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
         failed = isinstance(resolution, RegistryUnreachable)
-        delay = spec.registry.poll_interval
+        delay = self._poll_interval(spec)
         if p.requeue_after is not None:
             delay = min(delay, p.requeue_after)
         return Outcome(delay, registry_failed=failed)
@@ -147,6 +148,9 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         self.metrics.forget(*key)
         self.cache.forget_asker(key)
+
+    def _poll_interval(self, spec: ModelDeploymentSpec) -> float:
+        return spec.registry.poll_interval or self.config.poll_interval
 
     def _tracking_uri(self, spec: ModelDeploymentSpec) -> str | None:
         return spec.registry.tracking_uri or self.config.default_tracking_uri
@@ -169,7 +173,7 @@ class Reconciler:
             creds = secret
         question = Question(uri, Question.fingerprint(creds), spec.model)
         client = self._client(uri, creds, question.credentials)
-        ttl = spec.registry.poll_interval
+        ttl = self._poll_interval(spec)
 
         def load() -> ResolvedVersion:
             t0 = time.perf_counter()

@@ -46,6 +46,8 @@ class Runtime:
         self.queue: WorkQueue[Key] = WorkQueue()
         self.backoff = Backoff(base=1.0, cap=60.0)
         self.reconciler = Reconciler(kube, config, self.cache, self.metrics)
+        self.kube = kube
+        self.known: set[Key] = set()  # ModelDeployments seen and not deleted
         self._threads: list[threading.Thread] = []
         self._runner: web.AppRunner | None = None
         self._metrics_server: Any = None
@@ -80,7 +82,13 @@ class Runtime:
             finally:
                 self.queue.done(key)
 
+    def monitoring_changed(self) -> None:
+        self.kube.invalidate_monitoring_crds()
+        for key in list(self.known):
+            self.queue.add(key)
+
     def forget(self, key: Key) -> None:
+        self.known.discard(key)
         self.queue.forget(key)
         self.backoff.success(key)
         self.reconciler.forget(key)
