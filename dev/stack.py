@@ -280,6 +280,12 @@ class Stack:
         return self.env()
 
     def down(self) -> None:
+        # Processes started for this stack by others (the demo's operator) go first.
+        for name, info in self.state().items():
+            if name not in PARTS and isinstance(info, dict) and "pid" in info:
+                terminate(int(info["pid"]))
+                self._save(name, None)
+                log(f"{name}: stopped")
         for part in reversed(PARTS):
             self._stop_part(part)
         self._kill_strays()

@@ -1,0 +1,229 @@
+"""`make demo`: the whole path on the local stack, narrated.
+
+1. installs the ModelDeployment CRD (and the Prometheus Operator's ServiceMonitor/PrometheusRule
+   CRDs, from its Go module) into the local cluster;
+2. trains two versions of a small classifier (scikit-learn's bundled wine data) and registers
+   them in MLflow as `fraud-detector`, with @champion on version 1;
+3. starts the operator (logs in .stack/logs/operator.log), registering its webhook with MLflow;
+4. applies manifests/examples/champion.yaml and shows the rollout as `kubectl get md -w` would;
+5. moves @champion to version 2 in MLflow and shows the new version rolling out, with no change
+   to the ModelDeployment;
+6. says where to look and how to stop.
+
+The operator keeps running after the demo (`make stack-down` stops it with the rest).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import stack as devstack
+
+REPO = Path(__file__).resolve().parent.parent
+NAMESPACE = "modeldeploy-demo"
+MODEL = "fraud-detector"
+MD = "fraud-detector"
+
+
+def say(msg: str) -> None:
+    print(f"\n\033[1m==> {msg}\033[0m", flush=True)
+
+
+def kubectl(env: dict[str, str], *args: str, input: str | None = None) -> str:
+    res = subprocess.run(["kubectl", *args], env=env, input=input, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed:\n{res.stderr}")
+    return res.stdout
+
+
+def train_and_register(tracking_uri: str) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("modeldeploy-demo")
+    client = MlflowClient()
+    if client.search_model_versions(f"name = '{MODEL}'"):
+        print(f"   {MODEL} is already registered; reusing its versions")
+        return
+    x, y = load_wine(return_X_y=True, as_frame=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, random_state=0)
+    for version, c in ((1, 0.01), (2, 1.0)):
+        with mlflow.start_run(run_name=f"demo-v{version}"):
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+            model.fit(x_train, y_train)
+            accuracy = float(model.score(x_test, y_test))
+            mlflow.log_params({"C": c, "scaler": "standard"})
+            mlflow.log_metric("accuracy", accuracy)
+            mlflow.sklearn.log_model(
+                model, name="model", registered_model_name=MODEL, input_example=x_train.head(3)
+            )
+        print(f"   registered {MODEL} version {version} (C={c}, accuracy {accuracy:.3f})")
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    print("   @champion → version 1")
+
+
+def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
+    state = stack.state()
+    old = state.get("operator")
+    if old and devstack.pid_alive(int(old["pid"])):
+        print(f"   operator already running (pid {old['pid']})")
+        return
+    ports = stack.operator_ports()
+    secret_file = stack.root / "registry-webhook.secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(24))
+        secret_file.chmod(0o600)
+    op_env = dict(env, MODELDEPLOY_REGISTRY_WEBHOOK_SECRET=secret_file.read_text())
+    cmd = [
+        str(Path(sys.executable).parent / "modeldeploy"),
+        "operator",
+        "--metrics-port",
+        str(ports["metrics"]),
+        "--webhook-port",
+        str(ports["webhook"]),
+        "--health-port",
+        str(devstack.free_port()),
+        "--registry-webhook-url",
+        f"http://127.0.0.1:{ports['webhook']}/webhooks/mlflow",
+    ]
+    proc = devstack.spawn(cmd, stack.logs / "operator.log", op_env)
+    stack._save("operator", {"pid": proc.pid, "port": ports["metrics"]})
+    print(
+        f"   operator pid {proc.pid}, metrics on :{ports['metrics']}, "
+        f"logs in {stack.logs / 'operator.log'}"
+    )
+
+
+def watch(env: dict[str, str], until: Any, timeout: float = 120) -> dict[str, Any]:
+    """Prints a line each time the printed columns change, like `kubectl get md -w`."""
+    import json
+
+    last, deadline = None, time.monotonic() + timeout
+    print(f"   {'NAME':16}{'MODEL':16}{'SELECTOR':11}{'SERVING':9}{'PHASE':13}READY")
+    while time.monotonic() < deadline:
+        md = json.loads(kubectl(env, "get", "md", MD, "-n", NAMESPACE, "-o", "json"))
+        st = md.get("status") or {}
+        ready = next((c["status"] for c in st.get("conditions", []) if c["type"] == "Ready"), "")
+        row = (
+            MD,
+            MODEL,
+            st.get("selector", ""),
+            st.get("servingVersion", ""),
+            st.get("phase", ""),
+            ready,
+        )
+        if row != last:
+            print(f"   {row[0]:16}{row[1]:16}{row[2]:11}{row[3]:9}{row[4]:13}{row[5]}", flush=True)
+            last = row
+        if until(st):
+            return st
+        time.sleep(0.5)
+    raise SystemExit(f"timed out; see {REPO / '.stack/logs/operator.log'}")
+
+
+def main() -> int:
+    stack = devstack.Stack()
+    env = {**os.environ, **stack.env()}
+    env["PATH"] = ":".join(stack.state()["cluster"]["path"]) + ":" + os.environ["PATH"]
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+    say("Installing the ModelDeployment CRD and the Prometheus Operator's monitoring CRDs")
+    kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kubectl(env, "wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+    devstack.install_monitoring_crds(["kubectl", "--kubeconfig", env["KUBECONFIG"]])
+
+    say(
+        "Training two versions of a classifier and registering them in MLflow "
+        f"({env['MLFLOW_TRACKING_URI']})"
+    )
+    train_and_register(env["MLFLOW_TRACKING_URI"])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    client.set_registered_model_alias(MODEL, "champion", "1")
+
+    say("Starting the operator")
+    start_operator(stack, env)
+
+    say(f"Applying manifests/examples/champion.yaml in namespace {NAMESPACE}")
+    kubectl(
+        env,
+        "apply",
+        "-f",
+        "-",
+        input=kubectl(env, "create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml"),
+    )
+    kubectl(
+        env,
+        "label",
+        "--overwrite",
+        "namespace",
+        NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+    )
+    kubectl(env, "apply", "-n", NAMESPACE, "-f", str(REPO / "manifests/examples/champion.yaml"))
+    watch(env, lambda st: st.get("phase") == "Healthy" and st.get("servingVersion") == "1")
+
+    say("Moving @champion to version 2 in MLflow (the ModelDeployment does not change)")
+    t0 = time.monotonic()
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    watch(env, lambda st: st.get("phase") == "Healthy" and st.get("servingVersion") == "2")
+    print(f"   version 2 serving {time.monotonic() - t0:.1f}s after the alias moved")
+
+    say("Rollout history and events")
+    print(
+        kubectl(
+            env,
+            "get",
+            "md",
+            MD,
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={range .status.history[*]}   v{.version}: {.outcome} "
+            '({.startedAt} → {.finishedAt}){"\\n"}{end}',
+        )
+    )
+    print(
+        kubectl(
+            env,
+            "get",
+            "events",
+            "-n",
+            NAMESPACE,
+            "--field-selector",
+            "involvedObject.kind=ModelDeployment",
+            "--sort-by=.lastTimestamp",
+        )
+    )
+
+    ports = stack.operator_ports()
+    uri = env["MLFLOW_TRACKING_URI"]
+    say("Look around")
+    print(f"""   source .stack/env
+   kubectl get md,deploy,svc,servicemonitor,prometheusrule -n {NAMESPACE}
+   kubectl describe md {MD} -n {NAMESPACE}
+   curl -s localhost:{ports["metrics"]}/metrics | grep ^modeldeploy_     # operator metrics
+   MLflow UI: {env["MLFLOW_TRACKING_URI"]}   Prometheus: {env.get("PROMETHEUS_URL", "-")}
+   Move the alias yourself (MLflow UI, or):
+       .venv/bin/python -c "from mlflow import MlflowClient; MlflowClient('{uri}') \\
+           .set_registered_model_alias('{MODEL}', 'champion', '1')"
+
+   Stop everything:  make stack-down""")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
