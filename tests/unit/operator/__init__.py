@@ -1,0 +1,1 @@
+"""Unit tests of the operator core: pure code, no network, milliseconds each."""
