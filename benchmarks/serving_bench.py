@@ -123,13 +123,30 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], name: str) -> None:
     raise SystemExit(f"{name} not ready")
 
 
-def wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
+def tree_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every process in a process group (the server and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "pid (comm)": state ppid pgrp ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def wrk(port: int, connections: int, seconds: int, script: Path, pgid: int = 0) -> dict[str, float]:
+    cpu0 = tree_cpu_seconds(pgid) if pgid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
          f"http://127.0.0.1:{port}/invocations"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    cpu = tree_cpu_seconds(pgid) - cpu0 if pgid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise SystemExit(f"wrk saw {errors.group(1)} error responses:\n{out}")
@@ -139,7 +156,8 @@ def wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, fl
         assert m, out
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99")}
+    cpu_ms = 1000 * cpu / requests if requests else 0.0
+    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "cpu_ms": cpu_ms}
 
 
 def machine() -> str:
@@ -177,11 +195,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         for rnd in range(args.rounds):
             order = configs if rnd % 2 == 0 else list(reversed(configs))
             for c in order:
-                port = procs[c.name][1]
-                thr = wrk(port, args.connections, args.seconds, script)
+                proc, port = procs[c.name]
+                thr = wrk(port, args.connections, args.seconds, script, proc.pid)
                 lat = wrk(port, 1, args.seconds, script)
                 results[c.name].append(
-                    {"rps": thr["rps"], "p99_ms_loaded": thr["p99_ms"],
+                    {"rps": thr["rps"], "p99_ms_loaded": thr["p99_ms"], "cpu_ms": thr["cpu_ms"],
                      "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"]}
                 )  # fmt: skip
                 print(f"round {rnd + 1} {c.name}: {results[c.name][-1]}", file=sys.stderr)
@@ -199,6 +217,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for name, runs in results.items()
     }
+    base = results.get("mlflow-1w")
+    if base:  # paired: each round against mlflow-1w of the same round, then the median
+        for name, runs in results.items():
+            summary[name]["rps_ratio"] = statistics.median(
+                r["rps"] / b["rps"] for r, b in zip(runs, base, strict=True)
+            )
+            summary[name]["p50_diff_ms"] = statistics.median(
+                r["p50_ms"] - b["p50_ms"] for r, b in zip(runs, base, strict=True)
+            )
+            summary[name]["cpu_ratio"] = statistics.median(
+                b["cpu_ms"] / r["cpu_ms"] for r, b in zip(runs, base, strict=True)
+            )
     return {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -223,17 +253,28 @@ def markdown(res: dict[str, object]) -> str:
         "together and measured in turn (order reversed every other round). Values are medians "
         "over rounds; ratios are to `mlflow-1w` (same number of processes).",
         "",
-        "| server | req/s | vs mlflow-1w | p50 ms (1 conn) | p50 diff ms | p99 ms (1 conn) "
+        "| server | req/s | req/s vs mlflow-1w | CPU ms/req | capacity vs mlflow-1w "
+        "| p50 ms (1 conn) | p50 diff ms | p99 ms (1 conn) "
         f"| p99 ms ({res['connections']} conn) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in summary.items():
-        ratio = f"{s['rps'] / base['rps']:.2f}" if base else "-"
-        delta = f"{s['p50_ms'] - base['p50_ms']:+.2f}" if base else "-"
+        ratio = f"{s['rps_ratio']:.2f}" if base else "-"
+        cap = f"{s['cpu_ratio']:.2f}" if base else "-"
+        delta = f"{s['p50_diff_ms']:+.2f}" if base else "-"
         lines.append(
-            f"| {name} | {s['rps']:.0f} | {ratio} | {s['p50_ms']:.2f} | {delta} | "
-            f"{s['p99_ms']:.2f} | {s['p99_ms_loaded']:.1f} |"
+            f"| {name} | {s['rps']:.0f} | {ratio} | {s['cpu_ms']:.2f} | {cap} | "
+            f"{s['p50_ms']:.2f} | {delta} | {s['p99_ms']:.2f} | {s['p99_ms_loaded']:.1f} |"
         )
+    lines += [
+        "",
+        "- *req/s vs mlflow-1w*, *p50 diff*: per round against mlflow-1w of the same round, "
+        "median over rounds (pairing cancels most of the machine's drift).",
+        "- *CPU ms/req*: user+system CPU of the server's whole process group during the "
+        "throughput run, per request; *capacity* = mlflow-1w's CPU per request / this one's, "
+        "i.e. the throughput ratio on a dedicated core. It is the steadier number on a shared "
+        "machine, where wall-clock throughput also measures the neighbours.",
+    ]
     runs: dict[str, list[dict[str, float]]] = res["runs"]  # type: ignore[assignment]
     lines += ["", "Throughput per round (req/s), to show the spread:", ""]
     for name, rounds in runs.items():
