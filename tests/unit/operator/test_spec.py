@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ def spec_with(**sections: Any) -> dict[str, Any]:
 
 
 def crd_spec_schema() -> dict[str, Any]:
+    return copy.deepcopy(_crd_spec_schema())
+
+
+@functools.cache
+def _crd_spec_schema() -> dict[str, Any]:
     crd = yaml.safe_load(CRD.read_text())
     (version,) = crd["spec"]["versions"]
     spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
