@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,11 @@ import yaml
 
 from modeldeploy import names
 from modeldeploy.api.spec import parse_spec
+from modeldeploy.api.status import Status
+from modeldeploy.registry.types import ResolvedVersion
 from modeldeploy.render import objects as render
 from modeldeploy.render.objects import RenderContext
+from modeldeploy.rollout.planner import MONITORING_KINDS, Context, plan
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -146,7 +151,8 @@ def test_rendered_objects_match_golden_file(case: str) -> None:
     if not path.exists():
         pytest.fail(
             f"golden file {path} is missing; write it with "
-            f"`UPDATE_GOLDEN=1 .venv/bin/pytest {Path(__file__).name} -k {case}` and review it",
+            f"`UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/operator/test_render.py -k {case}` "
+            "and review it",
             pytrace=False,
         )
     expected = path.read_text()
@@ -276,8 +282,6 @@ def test_every_object_is_controlled_by_its_modeldeployment(case: str) -> None:
 
 def test_deployment_selector_is_stable_across_versions_and_matches_the_pods() -> None:
     ctx = context("default_alias")
-    from dataclasses import replace
-
     v3 = render.build_deployment(ctx)
     v4 = render.build_deployment(replace(ctx, version="4", model_uri="models:/fraud-detector/4"))
     selector = v3["spec"]["selector"]["matchLabels"]
@@ -321,8 +325,6 @@ def test_user_env_cannot_override_what_the_operator_sets() -> None:
 
 
 def test_operator_serving_env_also_beats_user_env() -> None:
-    from dataclasses import replace
-
     ctx = context("pinned_version_full_serving")
     spec = parse_spec(
         {
@@ -364,8 +366,6 @@ def test_label_values_for_odd_model_names_are_valid_kubernetes_label_values(
 ) -> None:
     value = render.label_value(model_name)
     assert LABEL_VALUE.match(value) and 0 < len(value) <= 63, value
-    from dataclasses import replace
-
     ctx = replace(context("default_alias"), spec=parse_spec({"model": {"name": model_name}}))
     for obj in all_four(ctx):
         labels = dict(obj["metadata"]["labels"])
@@ -471,12 +471,6 @@ def test_rendered_prometheus_rule_passes_promtool_check_rules(case: str, tmp_pat
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_planner_applies_exactly_the_golden_objects_when_monitoring_crds_exist(case: str) -> None:
     """The golden files pin what a real reconcile applies, not only what the builders return."""
-    from datetime import UTC, datetime
-
-    from modeldeploy.api.status import Status
-    from modeldeploy.registry.types import ResolvedVersion
-    from modeldeploy.rollout.planner import MONITORING_KINDS, Context, plan
-
     rc = context(case)
     p = plan(
         Context(
