@@ -85,6 +85,7 @@ class MonitoringSpec:
     service_monitor: bool = True
     interval: str = "15s"
     alerts: AlertsSpec = AlertsSpec()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,13 @@ def _opt_str(d: Mapping[str, Any], key: str, path: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise SpecError(f"{path}.{key}", "must be a string")
     return str(value)
+
+
+def _bool(d: Mapping[str, Any], key: str, path: str, default: bool = True) -> bool:
+    value = d.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}.{key}", f"must be true or false, not {value!r}")
+    return value
 
 
 def _int(d: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:
@@ -178,10 +186,11 @@ def _parse_serving(d: Mapping[str, Any]) -> ServingSpec:
         if not isinstance(item, Mapping) or not item.get("name"):
             raise SpecError(f"{p}.env[{i}].name", "is required")
         env.append((str(item["name"]), str(item.get("value", ""))))
+    res = _obj(d, "resources", p)
     resources = {
-        kind: {str(k): str(v) for k, v in (_obj(_obj(d, "resources", p), kind, p) or {}).items()}
+        kind: {str(k): str(v) for k, v in _obj(res, kind, f"{p}.resources").items()}
         for kind in ("requests", "limits")
-        if _obj(d, "resources", p).get(kind)
+        if res.get(kind)
     }
     _, deadline = _duration(d, "progressDeadline", p, "10m")
     return ServingSpec(
@@ -207,23 +216,24 @@ def _parse_monitoring(d: Mapping[str, Any]) -> MonitoringSpec:
     if error_rate > 1:
         raise SpecError(f"{p}.alerts.errorRate", f"must be at most 1, not {error_rate}")
     alerts = AlertsSpec(
-        enabled=bool(al.get("enabled", True)),
+        enabled=_bool(al, "enabled", f"{p}.alerts"),
         error_rate=error_rate,
         latency_p99=_num(al, "latencyP99", f"{p}.alerts", 0.5),
         drift_psi=_num(al, "driftPsi", f"{p}.alerts", 0.2),
         for_=for_,
         window=window,
     )
-    return MonitoringSpec(bool(sm.get("enabled", True)), interval, alerts)
+    labels = {str(k): str(v) for k, v in _obj(d, "labels", p).items()}
+    return MonitoringSpec(_bool(sm, "enabled", f"{p}.serviceMonitor"), interval, alerts, labels)
 
 
 def _parse_rollback(d: Mapping[str, Any]) -> RollbackSpec:
     on_alerts = d.get("onAlerts")
     if on_alerts is None:
-        return RollbackSpec(enabled=bool(d.get("enabled", True)))
+        return RollbackSpec(enabled=_bool(d, "enabled", "spec.rollback"))
     if not isinstance(on_alerts, list) or not all(isinstance(a, str) and a for a in on_alerts):
         raise SpecError("spec.rollback.onAlerts", "must be a list of alert names")
-    return RollbackSpec(bool(d.get("enabled", True)), tuple(on_alerts))
+    return RollbackSpec(_bool(d, "enabled", "spec.rollback"), tuple(on_alerts))
 
 
 def parse_spec(spec: Mapping[str, Any]) -> ModelDeploymentSpec:

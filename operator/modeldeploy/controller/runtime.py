@@ -212,6 +212,7 @@ def verify_mlflow_signature(secret: str, headers: Any, payload: str, now: float)
     digest = hmac.new(
         secret.encode(), f"{delivery}.{timestamp}.{payload}".encode(), hashlib.sha256
     ).digest()
-    if version != "v1" or not hmac.compare_digest(value, base64.b64encode(digest).decode()):
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a junk header must be a 401.
+    if version != "v1" or not hmac.compare_digest(value.encode(), base64.b64encode(digest)):
         return "signature does not match"
     return None

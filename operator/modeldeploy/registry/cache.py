@@ -40,6 +40,9 @@ class Question:
 class _Entry:
     answer: Answer | None = None
     fetched_at: float = float("-inf")
+    # Bumped by invalidate_model; a load that started before the bump stores its answer as
+    # already stale, so a webhook arriving mid-lookup is never lost.
+    generation: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,7 +74,9 @@ class ResolutionCache:
         def valid() -> bool:
             if entry.answer is None:
                 return False
-            limit = ttl if isinstance(entry.answer, ResolvedVersion) else min(ttl, error_ttl or ttl)
+            limit = ttl
+            if not isinstance(entry.answer, ResolvedVersion) and error_ttl is not None:
+                limit = min(ttl, error_ttl)
             return self._clock() - entry.fetched_at < limit
 
         if valid():
@@ -79,11 +84,16 @@ class ResolutionCache:
         with entry.lock:  # single flight: the first caller asks, the others wait and reuse
             if valid():
                 return entry.answer, False  # type: ignore[return-value]
+            generation = entry.generation
             try:
                 answer: Answer = load()
             except RegistryError as exc:
                 answer = exc
-            entry.answer, entry.fetched_at = answer, self._clock()
+            with self._guard:
+                entry.answer = answer
+                entry.fetched_at = (
+                    self._clock() if entry.generation == generation else float("-inf")
+                )
             return answer, True
 
     def invalidate_model(self, model_name: str) -> set[Subscriber]:
@@ -93,6 +103,7 @@ class ResolutionCache:
             for question, entry in self._entries.items():
                 if question.model.name == model_name:
                     entry.fetched_at = float("-inf")
+                    entry.generation += 1
                     woken |= self._askers.get(question, set())
         return woken
 

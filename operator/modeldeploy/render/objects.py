@@ -1,7 +1,7 @@
 """Builders for the serving Deployment, its Service, ServiceMonitor and PrometheusRule.
 
 Every builder is a pure function of RenderContext returning a plain dict ready for server-side
-apply; golden files in tests/unit/render/golden pin their output. Pods meet the Pod Security
+apply; golden files in tests/unit/operator/golden pin their output. Pods meet the Pod Security
 "restricted" profile: non-root, no privilege escalation, all capabilities dropped, RuntimeDefault
 seccomp, read-only root filesystem with a writable /tmp, no service-account token.
 """
@@ -191,6 +191,10 @@ def build_service(ctx: RenderContext) -> dict[str, Any]:
     }
 
 
+def monitoring_metadata(ctx: RenderContext) -> dict[str, Any]:
+    return metadata(ctx, {**ctx.spec.monitoring.labels, **common_labels(ctx)})
+
+
 def build_service_monitor(ctx: RenderContext) -> dict[str, Any]:
     """Scrapes /metrics of every serving pod. The serving runtime labels its series with
     model_name/model_version itself; relabeling adds `modeldeployment` (namespace comes from the
@@ -201,7 +205,7 @@ def build_service_monitor(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": metadata(ctx),
+        "metadata": monitoring_metadata(ctx),
         "spec": {
             "selector": {"matchLabels": selector_labels(ctx.name)},
             "namespaceSelector": {"matchNames": [ctx.namespace]},
@@ -282,7 +286,7 @@ def build_prometheus_rule(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": metadata(ctx),
+        "metadata": monitoring_metadata(ctx),
         "spec": {
             "groups": [
                 {"name": f"modeldeploy.{ctx.namespace}.{ctx.name}", "rules": alert_rules(ctx)}

@@ -154,7 +154,14 @@ def plan(ctx: Context) -> Plan:
         return _nothing_to_serve(ctx, b, resolved)
 
     desired, prune = _desired_objects(ctx, b, target)
-    stalled = dep is not None and dep.version == target.version and dep.deadline_exceeded
+    # The deadline condition counts only once the Deployment controller has seen this template:
+    # right after a new version is applied, the old rollout's condition is still there.
+    stalled = (
+        dep is not None
+        and dep.version == target.version
+        and dep.deadline_exceeded
+        and dep.observed_generation >= dep.generation
+    )
     complete = (
         dep is not None
         and dep.version == target.version
@@ -316,12 +323,10 @@ def _desired_objects(
         if b.transition(r.MONITORING_READY)[0] != "False":
             b.event(True, r.EV_MONITORING_SKIPPED, msg)
     else:
-        b.cond(
-            r.MONITORING_READY,
-            True,
-            r.MONITORING_APPLIED,
-            "ServiceMonitor and PrometheusRule applied",
-        )
+        applied = [k for k in MONITORING_KINDS if wanted[k]]
+        off = [f"{k} disabled" for k in MONITORING_KINDS if not wanted[k]]
+        msg = f"{' and '.join(applied)} applied" + (f" ({', '.join(off)})" if off else "")
+        b.cond(r.MONITORING_READY, True, r.MONITORING_APPLIED, msg)
     return tuple(objs), prune
 
 

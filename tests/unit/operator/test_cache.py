@@ -154,11 +154,6 @@ def test_error_ttl_longer_than_ttl_is_capped_at_ttl() -> None:
     assert cache.get(Q, TTL, load, error_ttl=TTL * 10) == (v("3"), True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cache.py ResolutionCache.get uses `error_ttl or ttl`, so error_ttl=0 (do not "
-    "cache errors) caches an error for the full ttl",
-)
 def test_error_ttl_zero_does_not_cache_errors() -> None:
     clock, load = FakeClock(), Loader(RegistryUnreachable("down"), v("3"))
     cache = ResolutionCache(clock)
@@ -230,12 +225,6 @@ def test_forgotten_asker_is_not_woken() -> None:
     assert cache.invalidate_model("fraud-detector") == {("ml", "fraud")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cache.py invalidate_model only resets fetched_at; a load already in flight "
-    "then stores its (possibly pre-event) answer with a fresh fetched_at, so the webhook's "
-    "invalidation is lost until the TTL expires",
-)
 def test_invalidation_during_an_in_flight_load_forces_the_next_asker_to_reload() -> None:
     clock = FakeClock()
     cache = ResolutionCache(clock)

@@ -445,12 +445,6 @@ def test_stalled_rollout_that_completes_later_is_recorded_as_succeeded() -> None
     assert p.status.history[0].reason is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: planner.py plan() computes `stalled` from the Deployment's Progressing "
-    "condition without checking observedGeneration >= generation, so the previous rollout's "
-    "ProgressDeadlineExceeded fails the new version before the deployment controller saw it",
-)
 def test_deadline_condition_left_over_from_the_previous_generation_does_not_fail_new_rollout() -> (
     None
 ):

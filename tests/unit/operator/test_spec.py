@@ -263,12 +263,6 @@ def test_section_that_is_not_an_object_is_refused(section: str) -> None:
     assert field_of(spec_with(**{section: ["x"]})) == f"spec.{section}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spec.py _parse_serving passes path 'spec.serving' to _obj for the requests/"
-    "limits level, so the error names spec.serving.requests instead of "
-    "spec.serving.resources.requests",
-)
 def test_resources_requests_that_is_not_an_object_names_the_full_path() -> None:
     field = field_of(spec_with(serving={"resources": {"requests": "500m"}}))
     assert field == "spec.serving.resources.requests"
