@@ -36,6 +36,10 @@ MONITORING_APPLIED: Final = "MonitoringObjectsApplied"
 MONITORING_CRDS_MISSING: Final = "MonitoringCRDsMissing"
 MONITORING_DISABLED: Final = "MonitoringDisabled"
 SCALED_TO_ZERO: Final = "ScaledToZero"
+ROLLBACK_DISABLED: Final = "RollbackDisabled"
+NO_HEALTHY_VERSION: Final = "NoHealthyVersion"
+ROLLED_BACK_REASON: Final = "RolledBack"
+REJECTION_CLEARED: Final = "RejectionCleared"
 
 # history outcomes
 OUTCOME_PROGRESSING: Final = "Progressing"
@@ -53,5 +57,8 @@ EV_REGISTRY_UNREACHABLE: Final = "RegistryUnreachable"
 EV_REGISTRY_RECOVERED: Final = "RegistryReachable"
 EV_MODEL_NOT_FOUND: Final = "ModelVersionNotFound"
 EV_MONITORING_SKIPPED: Final = "MonitoringSkipped"
+EV_ROLLED_BACK: Final = "RolledBack"
+EV_ALERT_FIRING: Final = "AlertFiring"
+EV_REJECTION_CLEARED: Final = "RejectionCleared"
 
 HISTORY_LIMIT: Final = 10

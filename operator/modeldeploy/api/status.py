@@ -57,6 +57,7 @@ class HistoryEntry:
     outcome: str
     finished_at: str | None = None
     reason: str | None = None
+    run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"version": self.version, "startedAt": self.started_at, "outcome": self.outcome}
@@ -64,6 +65,8 @@ class HistoryEntry:
             out["finishedAt"] = self.finished_at
         if self.reason:
             out["reason"] = self.reason
+        if self.run_id:
+            out["runId"] = self.run_id
         return out
 
     @classmethod
@@ -74,6 +77,7 @@ class HistoryEntry:
             outcome=str(d.get("outcome", "")),
             finished_at=d.get("finishedAt"),
             reason=d.get("reason"),
+            run_id=d.get("runId"),
         )
 
 

@@ -16,6 +16,7 @@ from modeldeploy import names
 from modeldeploy.controller.kube import MONITORING_CRDS
 from modeldeploy.controller.runtime import Runtime
 from modeldeploy.render.objects import MANAGED_BY
+from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION
 
 log = logging.getLogger("modeldeploy.handlers")
 
@@ -30,6 +31,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     await runtime.start_webhooks()
     runtime.start_workers()
     runtime.register_registry_webhook()
+    runtime.start_alert_poller()
+    runtime.start_alert_poller()
 
 
 @kopf.on.cleanup()
@@ -46,10 +49,15 @@ async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_
         runtime.forget(key)
         return
     runtime.known.add(key)
-    # Our own status writes come back as MODIFIED events; only a new generation (spec change)
-    # or a first sight (ADDED, and the initial listing after a restart) needs a reconcile.
-    if type == "MODIFIED" and body.metadata.get("generation") == body.status.get(
-        "observedGeneration"
+    # Our own status writes come back as MODIFIED events; only a new generation (spec change),
+    # a first sight (ADDED, and the initial listing after a restart), or a user clearing a
+    # rejection with the allow-version annotation needs a reconcile.
+    allowed = body.metadata.annotations.get(ALLOW_VERSION_ANNOTATION)
+    unchanged = body.metadata.get("generation") == body.status.get("observedGeneration")
+    if (
+        type == "MODIFIED"
+        and unchanged
+        and allowed not in (body.status.get("rejectedVersions") or [])
     ):
         return
     runtime.queue.add(key)

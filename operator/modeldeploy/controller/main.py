@@ -67,6 +67,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=["true", "false"],
         help="let serving pods load model flavors that unpickle (sklearn, custom pyfunc)",
     )
+    p.add_argument(
+        "--alerts-url",
+        default=env("MODELDEPLOY_ALERTS_URL"),
+        help="Alertmanager or Prometheus base URL to poll for firing alerts "
+        "(besides the /alerts/alertmanager webhook)",
+    )
+    p.add_argument(
+        "--alerts-poll-interval",
+        type=_duration,
+        default=env("MODELDEPLOY_ALERTS_POLL_INTERVAL", "5s"),
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
@@ -87,6 +98,9 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         registry_webhook_url=args.registry_webhook_url,
         registry_webhook_secret=os.environ.get("MODELDEPLOY_REGISTRY_WEBHOOK_SECRET") or None,
         serving_env=(("MODELDEPLOY_ALLOW_PICKLE", args.allow_pickle),),
+        alert_webhook_token=os.environ.get("MODELDEPLOY_ALERT_WEBHOOK_TOKEN") or None,
+        alerts_url=args.alerts_url,
+        alerts_poll_interval=args.alerts_poll_interval,
     )
 
 

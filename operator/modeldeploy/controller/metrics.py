@@ -58,6 +58,24 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=reg,
         )
+        self.rollbacks = Counter(
+            names.OP_ROLLBACKS.removesuffix("_total"),
+            "Automatic rollbacks, by the alert that caused them",
+            ["namespace", "name", "alert"],
+            registry=reg,
+        )
+        self.alert_to_rollback = Histogram(
+            names.OP_ALERT_TO_ROLLBACK,
+            "Time from first hearing of an alert to the rolled-back Deployment applied",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=reg,
+        )
+        self.alert_notifications = Counter(
+            names.OP_ALERTS_RECEIVED.removesuffix("_total"),
+            "Alertmanager webhook notifications, by outcome (accepted, unauthorized, malformed)",
+            ["outcome"],
+            registry=reg,
+        )
         self._versions: dict[tuple[str, str], tuple[str, str]] = {}
 
     def set_phase(self, namespace: str, name: str, phase: str) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy import names
+from modeldeploy.alerts.store import AlertStore
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
 from modeldeploy.api.status import Status, set_condition
@@ -30,11 +32,13 @@ from modeldeploy.registry.types import (
     ResolvedVersion,
 )
 from modeldeploy.rollout.planner import Context, DeploymentState, plan
+from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION, Rollback
 
 log = logging.getLogger("modeldeploy.reconciler")
 Key = tuple[str, str]
 # A failed registry answer is reused for at most this long, so backoff retries really retry.
 ERROR_TTL_SECONDS = 2.0
+REJECTED_TAG = f"{names.GROUP}/rejected"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class OperatorConfig:
     registry_webhook_url: str | None = None
     registry_webhook_secret: str | None = None
     serving_env: tuple[tuple[str, str], ...] = ()
+    alert_webhook_token: str | None = None
+    alerts_url: str | None = None
+    alerts_poll_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,12 @@ class Reconciler:
         config: OperatorConfig,
         cache: ResolutionCache,
         metrics: OperatorMetrics,
+        alerts: AlertStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_factory: Callable[[str, Mapping[str, str]], RegistryClient] = RegistryClient,
     ) -> None:
         self.kube, self.config, self.cache, self.metrics = kube, config, cache, metrics
+        self.alerts = alerts or AlertStore()
         self.clock = clock
         self._client_factory = client_factory
         self._clients: dict[tuple[str, str], RegistryClient] = {}
@@ -114,15 +123,23 @@ class Reconciler:
             tracking_uri=self._tracking_uri(spec) or "",
             now=self.clock(),
             serving_env=self.config.serving_env,
+            alerts=self.alerts.firing(key),
+            allow_version=(meta.get("annotations") or {}).get(ALLOW_VERSION_ANNOTATION),
         )
         p = plan(ctx)
+        new_status = p.status.to_dict()
+        changed = new_status != old_status
+        # Status first: if the apply below fails, the next reconcile still knows what was
+        # decided (a rejected version stays rejected), and retries the apply.
+        if changed:
+            self.kube.patch_status(namespace, name, old_status, new_status)
         for obj in p.apply:
             self.kube.apply(obj)
         for kind, obj_name in p.prune:
             self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
-        new_status = p.status.to_dict()
-        if new_status != old_status:
-            self.kube.patch_status(namespace, name, old_status, new_status)
+        if p.rollback is not None:
+            self._record_rollback(body, spec, p.rollback)
+        if changed:
             for ev in p.events:
                 self._post_event(body, ev.type, ev.reason, ev.message)
             for _ in p.rollouts_started:
@@ -145,6 +162,32 @@ class Reconciler:
             delay = min(delay, p.requeue_after)
         return Outcome(delay, registry_failed=failed)
 
+    def _record_rollback(
+        self, body: Mapping[str, Any], spec: ModelDeploymentSpec, rb: Rollback
+    ) -> None:
+        """Metric, latency and the MLflow tag on the bad version (best effort: the rollback is
+        done and recorded in status whatever the registry says)."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        self.metrics.rollbacks.labels(ns, name, rb.alert.name).inc()
+        self.metrics.alert_to_rollback.observe(max(0.0, time.time() - rb.alert.received_at))
+        log.warning("%s/%s: rolled back %s → %s (%s)", ns, name, rb.bad, rb.good, rb.alert.name)
+        uri = self._tracking_uri(spec)
+        if not uri:
+            return
+        value = f"{ns}/{name}: {rb.alert.name} at {self.clock().strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        try:
+            creds = self._credentials(ns, spec) or {}
+            client = self._client(uri, creds, Question.fingerprint(creds))
+            client.set_version_tag(spec.model.name, rb.bad, REJECTED_TAG, value)
+        except Exception as exc:
+            log.warning("could not tag %s version %s as rejected: %s", spec.model.name, rb.bad, exc)
+            self._post_event(
+                body,
+                "Warning",
+                "RegistryTagFailed",
+                f"could not tag version {rb.bad} in the registry: {exc}",
+            )
+
     def forget(self, key: Key) -> None:
         self.metrics.forget(*key)
         self.cache.forget_asker(key)
@@ -162,15 +205,12 @@ class Reconciler:
                 "no registry configured: set spec.registry.trackingUri "
                 "or the operator's MLFLOW_TRACKING_URI"
             )
-        creds: Mapping[str, str] = self.config.default_credentials
-        if spec.registry.credentials_secret:
-            secret = self.kube.read_secret(key[0], spec.registry.credentials_secret)
-            if secret is None:
-                return RegistryUnreachable(
-                    f"credentials Secret {spec.registry.credentials_secret!r} "
-                    f"not found in namespace {key[0]}"
-                )
-            creds = secret
+        creds = self._credentials(key[0], spec)
+        if creds is None:
+            return RegistryUnreachable(
+                f"credentials Secret {spec.registry.credentials_secret!r} "
+                f"not found in namespace {key[0]}"
+            )
         question = Question(uri, Question.fingerprint(creds), spec.model)
         client = self._client(uri, creds, question.credentials)
         ttl = self._poll_interval(spec)
@@ -192,6 +232,12 @@ class Reconciler:
 
         answer, _ = self.cache.get(question, ttl, load, asker=key, error_ttl=ERROR_TTL_SECONDS)
         return answer
+
+    def _credentials(self, namespace: str, spec: ModelDeploymentSpec) -> Mapping[str, str] | None:
+        """The registry credentials for `spec`; None if its Secret does not exist."""
+        if not spec.registry.credentials_secret:
+            return self.config.default_credentials
+        return self.kube.read_secret(namespace, spec.registry.credentials_secret)
 
     def _client(self, uri: str, creds: Mapping[str, str], fingerprint: str) -> RegistryClient:
         client = self._clients.get((uri, fingerprint))

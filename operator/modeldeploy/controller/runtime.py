@@ -20,6 +20,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import start_http_server
 
+from modeldeploy.alerts.poller import AlertPoller
+from modeldeploy.alerts.store import AlertStore
 from modeldeploy.controller.kube import Kube
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import Key, OperatorConfig, Reconciler
@@ -45,7 +47,9 @@ class Runtime:
         self.cache = ResolutionCache()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.backoff = Backoff(base=1.0, cap=60.0)
-        self.reconciler = Reconciler(kube, config, self.cache, self.metrics)
+        self.alerts = AlertStore()
+        self.reconciler = Reconciler(kube, config, self.cache, self.metrics, self.alerts)
+        self.poller: AlertPoller | None = None
         self.kube = kube
         self.known: set[Key] = set()  # ModelDeployments seen and not deleted
         self._threads: list[threading.Thread] = []
@@ -102,10 +106,55 @@ class Runtime:
     async def start_webhooks(self) -> None:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_post("/webhooks/mlflow", self._mlflow_webhook)
+        app.router.add_post("/alerts/alertmanager", self._alertmanager_webhook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "0.0.0.0", self.config.webhook_port).start()
-        log.info("webhook endpoint on :%d (/webhooks/mlflow)", self.config.webhook_port)
+        log.info(
+            "webhook endpoints on :%d (/webhooks/mlflow, /alerts/alertmanager)",
+            self.config.webhook_port,
+        )
+
+    async def _alertmanager_webhook(self, request: web.Request) -> web.Response:
+        """Alertmanager's webhook_config receiver. Firing alerts for a known ModelDeployment wake
+        it at once; the planner decides. Delivering the same notification twice is harmless."""
+        token = self.config.alert_webhook_token
+        if token and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            self.metrics.alert_notifications.labels("unauthorized").inc()
+            log.warning("refused an Alertmanager notification: missing or wrong bearer token")
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        try:
+            payload = await request.json()
+            if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+                raise ValueError("no alerts list")
+        except ValueError as exc:
+            self.metrics.alert_notifications.labels("malformed").inc()
+            return web.json_response(
+                {"error": f"not an Alertmanager notification: {exc}"}, status=400
+            )
+        self.metrics.alert_notifications.labels("accepted").inc()
+        woken = [k for k in self.alerts.apply_notification(payload, time.time()) if k in self.known]
+        for key in woken:
+            self.queue.add(key)
+        return web.json_response({"woken": len(woken)})
+
+    def start_alert_poller(self) -> None:
+        if self.config.alerts_url:
+            self.poller = AlertPoller(
+                self.config.alerts_url, self.config.alerts_poll_interval, self.alerts, self._wake
+            )
+            self.poller.start()
+            log.info(
+                "polling alerts at %s every %.0fs",
+                self.config.alerts_url,
+                self.config.alerts_poll_interval,
+            )
+
+    def _wake(self, key: Key) -> None:
+        if key in self.known:
+            self.queue.add(key)
 
     async def _mlflow_webhook(self, request: web.Request) -> web.Response:
         secret = self.config.registry_webhook_secret
@@ -187,6 +236,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self.queue.close()
+        if self.poller is not None:
+            self.poller.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._metrics_server is not None:

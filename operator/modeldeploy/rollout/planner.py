@@ -21,11 +21,13 @@ from datetime import datetime
 from typing import Any
 
 from modeldeploy import names
+from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import Condition, HistoryEntry, Status, iso, set_condition
 from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion
 from modeldeploy.render import objects as render
+from modeldeploy.rollout.rollback import Assessment, Rollback, Target, assess
 
 PROGRESSING_RECHECK_SECONDS = 10.0
 MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
@@ -95,6 +97,8 @@ class Context:
     tracking_uri: str
     now: datetime
     serving_env: tuple[tuple[str, str], ...] = ()
+    alerts: tuple[FiringAlert, ...] = ()  # firing alerts naming this ModelDeployment
+    allow_version: str | None = None  # annotation modeldeploy.io/allow-version
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,10 @@ class Plan:
     rollouts_started: tuple[str, ...] = ()
     rollouts_completed: tuple[tuple[str, str], ...] = ()  # (version, outcome)
     requeue_after: float | None = None
+    rollback: Rollback | None = None
 
 
-@dataclass(frozen=True)
-class _Target:
-    version: str
-    uri: str
-    run_id: str
+_Target = Target
 
 
 class _Builder:
@@ -149,6 +150,13 @@ def plan(ctx: Context) -> Plan:
     b = _Builder(ctx)
     res, dep, old = ctx.resolution, ctx.deployment, ctx.status
     target, resolved = _registry(ctx, b)
+    selected = res.version if isinstance(res, ResolvedVersion) else None
+    verdict = assess(
+        ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, ctx.allow_version
+    )
+    if verdict.override is not None:
+        target = verdict.override
+    history_before = _apply_rollback(ctx, b, verdict)
 
     if target is None:
         return _nothing_to_serve(ctx, b, resolved)
@@ -167,7 +175,9 @@ def plan(ctx: Context) -> Plan:
         and dep.version == target.version
         and dep.complete(ctx.spec.serving.replicas)
     )
-    history, started, completed = _history(ctx, b, target, complete, stalled and not complete)
+    history, started, completed = _history(
+        ctx, b, target, complete, stalled and not complete, history_before
+    )
     serving_version = target.version if complete else old.serving_version
     not_found = isinstance(res, ModelNotFound)
 
@@ -177,8 +187,9 @@ def plan(ctx: Context) -> Plan:
         if dep is not None
         else f"0/{replicas} updated"
     )
+    held_back = bool(verdict.rejected) and (selected is None or selected in verdict.rejected)
     if complete:
-        phase = r.DEGRADED if not_found else r.HEALTHY
+        phase = r.ROLLED_BACK if held_back else r.DEGRADED if not_found else r.HEALTHY
         why = r.SCALED_TO_ZERO if replicas == 0 else r.MODEL_SERVING
         b.cond(r.READY, True, why, f"version {target.version} serving on {replicas} replica(s)")
         b.cond(
@@ -190,14 +201,33 @@ def plan(ctx: Context) -> Plan:
         b.cond(r.READY, False, r.PROGRESS_DEADLINE_EXCEEDED, msg)
         b.cond(r.COND_PROGRESSING, False, r.PROGRESS_DEADLINE_EXCEEDED, msg)
     else:
-        phase = r.PROGRESSING
+        phase = r.ROLLING_BACK if held_back else r.PROGRESSING
         b.cond(
             r.READY, False, r.ROLLOUT_IN_PROGRESS, f"rolling out version {target.version}: {counts}"
         )
         b.cond(
             r.COND_PROGRESSING, True, r.ROLLOUT_IN_PROGRESS, f"version {target.version}: {counts}"
         )
-    if not_found:
+    if verdict.unanswered is not None:
+        a = verdict.unanswered
+        why = (
+            "rollback is disabled"
+            if verdict.reason == r.ROLLBACK_DISABLED
+            else "no earlier healthy version"
+        )
+        msg = f"{a.name} firing for version {a.model_version}; {why}"
+        b.cond(r.COND_DEGRADED, True, verdict.reason, msg)
+        if b.transition(r.COND_DEGRADED)[0] != "True" or _reason_changed(ctx, b, r.COND_DEGRADED):
+            b.event(True, r.EV_ALERT_FIRING, msg)
+    elif held_back:
+        bad = ", ".join(verdict.rejected)
+        b.cond(
+            r.COND_DEGRADED,
+            True,
+            r.ROLLED_BACK_REASON,
+            f"version {bad} was rolled back; serving {target.version} until the selector moves",
+        )
+    elif not_found:
         b.cond(r.COND_DEGRADED, True, r.MODEL_NOT_FOUND, f"{res}; keeping version {target.version}")
     elif stalled and not complete:
         b.cond(
@@ -215,7 +245,7 @@ def plan(ctx: Context) -> Plan:
         model_uri=target.uri,
         run_id=target.run_id or None,
         observed_generation=ctx.generation,
-        rejected_versions=old.rejected_versions,
+        rejected_versions=verdict.rejected,
         conditions=b.conditions,
         history=tuple(history[-r.HISTORY_LIMIT :]),
     )
@@ -226,7 +256,10 @@ def plan(ctx: Context) -> Plan:
         events=tuple(b.events),
         rollouts_started=started,
         rollouts_completed=completed,
-        requeue_after=PROGRESSING_RECHECK_SECONDS if phase == r.PROGRESSING else None,
+        requeue_after=PROGRESSING_RECHECK_SECONDS
+        if phase in (r.PROGRESSING, r.ROLLING_BACK)
+        else None,
+        rollback=verdict.rollback,
     )
 
 
@@ -330,10 +363,57 @@ def _desired_objects(
     return tuple(objs), prune
 
 
-def _history(
-    ctx: Context, b: _Builder, target: _Target, complete: bool, stalled: bool
-) -> tuple[list[HistoryEntry], tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _apply_rollback(ctx: Context, b: _Builder, verdict: Assessment) -> list[HistoryEntry]:
+    """History with a rollback recorded (the bad rollout RolledBack, the good version's rollout
+    started), the RolledBack condition and Event; or the rejection cleared."""
     hist = list(ctx.status.history)
+    rb = verdict.rollback
+    now = iso(ctx.now)
+    if rb is not None:
+        why = f"{rb.alert.name} fired for version {rb.bad}"
+        for i in range(len(hist) - 1, -1, -1):
+            if hist[i].version == rb.bad:
+                hist[i] = replace(
+                    hist[i], outcome=r.OUTCOME_ROLLED_BACK, finished_at=now, reason=why
+                )
+                break
+        good = verdict.override
+        hist.append(
+            HistoryEntry(
+                rb.good,
+                now,
+                r.OUTCOME_PROGRESSING,
+                reason=f"rollback: {why}",
+                run_id=(good.run_id if good else "") or None,
+            )
+        )
+        msg = f"rolled back from version {rb.bad} to {rb.good}: {why}"
+        if rb.alert.summary:
+            msg += f" ({rb.alert.summary})"
+        b.cond(r.COND_ROLLED_BACK, True, rb.alert.name, msg)
+        b.event(True, r.EV_ROLLED_BACK, msg)
+    elif verdict.cleared and not verdict.rejected and ctx.status.condition(r.COND_ROLLED_BACK):
+        msg = f"version {', '.join(verdict.cleared)} may be deployed again"
+        b.cond(r.COND_ROLLED_BACK, False, r.REJECTION_CLEARED, msg)
+        b.event(False, r.EV_REJECTION_CLEARED, msg)
+    return hist
+
+
+def _reason_changed(ctx: Context, b: _Builder, type_: str) -> bool:
+    old = ctx.status.condition(type_)
+    new = next((c for c in b.conditions if c.type == type_), None)
+    return old is None or new is None or old.reason != new.reason
+
+
+def _history(
+    ctx: Context,
+    b: _Builder,
+    target: _Target,
+    complete: bool,
+    stalled: bool,
+    history: list[HistoryEntry],
+) -> tuple[list[HistoryEntry], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    hist = list(history)
     now = iso(ctx.now)
     started: list[str] = []
     completed: list[tuple[str, str]] = []
@@ -347,7 +427,9 @@ def _history(
                 reason=f"superseded by version {target.version}",
             )
             completed.append((last.version, r.OUTCOME_SUPERSEDED))
-        hist.append(HistoryEntry(target.version, now, r.OUTCOME_PROGRESSING))
+        hist.append(
+            HistoryEntry(target.version, now, r.OUTCOME_PROGRESSING, run_id=target.run_id or None)
+        )
         started.append(target.version)
         was = f" (was {ctx.status.serving_version})" if ctx.status.serving_version else ""
         b.event(

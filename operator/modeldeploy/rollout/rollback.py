@@ -1,0 +1,99 @@
+"""Rollback rules, a pure assessment with explicit limits.
+
+* An alert listed in spec.rollback.onAlerts, firing for the version the pods run now, rolls back
+  to the newest version whose rollout Succeeded and that is not rejected. The bad version is
+  rejected for this ModelDeployment.
+* A rejected version is not deployed again while the selector still names it. The selector
+  naming another version, or the annotation `modeldeploy.io/allow-version: "<v>"`, clears it.
+* Alerts for a version the pods no longer run are ignored, so one bad version causes one
+  rollback however often its alert repeats or is delivered.
+* No healthy version to go back to, or rollback disabled: nothing changes but the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modeldeploy import names
+from modeldeploy.alerts.store import FiringAlert
+from modeldeploy.api import reasons as r
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.status import HistoryEntry, Status
+
+ALLOW_VERSION_ANNOTATION = f"{names.GROUP}/allow-version"
+
+
+@dataclass(frozen=True)
+class Target:
+    version: str
+    uri: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Rollback:
+    bad: str
+    good: str
+    alert: FiringAlert
+
+
+@dataclass(frozen=True)
+class Assessment:
+    rejected: tuple[str, ...]
+    override: Target | None = None  # deploy this instead of what the selector names
+    rollback: Rollback | None = None  # roll back now
+    unanswered: FiringAlert | None = None  # firing for the serving version, nothing done
+    reason: str = ""  # why unanswered: RollbackDisabled | NoHealthyVersion
+    cleared: tuple[str, ...] = ()
+
+
+def last_healthy(history: Sequence[HistoryEntry], exclude: set[str]) -> HistoryEntry | None:
+    for entry in reversed(history):
+        if entry.outcome == r.OUTCOME_SUCCEEDED and entry.version not in exclude:
+            return entry
+    return None
+
+
+def assess(
+    spec: ModelDeploymentSpec,
+    status: Status,
+    serving: str | None,
+    selected: str | None,
+    alerts: Sequence[FiringAlert],
+    allow_version: str | None,
+) -> Assessment:
+    """`serving`: the version in the Deployment's template; `selected`: the version the registry
+    just named (None when it could not answer)."""
+    rejected = list(status.rejected_versions)
+    cleared = [
+        v for v in rejected if (selected is not None and v != selected) or v == allow_version
+    ]
+    rejected = [v for v in rejected if v not in cleared]
+
+    firing = [
+        a
+        for a in alerts
+        if serving and a.model_version == serving and a.name in spec.rollback.on_alerts
+    ]
+    rollback = unanswered = None
+    why = ""
+    if firing:
+        alert = firing[0]
+        good = last_healthy(status.history, set(rejected) | {serving or ""})
+        if not spec.rollback.enabled:
+            unanswered, why = alert, r.ROLLBACK_DISABLED
+        elif good is None:
+            unanswered, why = alert, r.NO_HEALTHY_VERSION
+        else:
+            rejected.append(alert.model_version)
+            rollback = Rollback(bad=alert.model_version, good=good.version, alert=alert)
+
+    override = None
+    if rollback is not None or (selected is not None and selected in rejected):
+        good = last_healthy(status.history, set(rejected))
+        if good is not None:
+            override = Target(
+                good.version, f"models:/{spec.model.name}/{good.version}", good.run_id or ""
+            )
+    return Assessment(tuple(rejected), override, rollback, unanswered, why, tuple(cleared))
