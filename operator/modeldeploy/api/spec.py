@@ -76,8 +76,8 @@ class AlertsSpec:
     error_rate: float = 0.05
     latency_p99: float = 0.5
     drift_psi: float = 0.2
-    for_: str = "1m"
-    window: str = "2m"
+    for_: str = "30s"
+    window: str = "1m"
 
 
 @dataclass(frozen=True)
@@ -210,8 +210,8 @@ def _parse_monitoring(d: Mapping[str, Any]) -> MonitoringSpec:
     p = "spec.monitoring"
     sm, al = _obj(d, "serviceMonitor", p), _obj(d, "alerts", p)
     interval, _ = _duration(sm, "interval", f"{p}.serviceMonitor", "15s")
-    for_, _ = _duration(al, "for", f"{p}.alerts", "1m")
-    window, _ = _duration(al, "window", f"{p}.alerts", "2m")
+    for_, _ = _duration(al, "for", f"{p}.alerts", "30s")
+    window, _ = _duration(al, "window", f"{p}.alerts", "1m")
     error_rate = _num(al, "errorRate", f"{p}.alerts", 0.05)
     if error_rate > 1:
         raise SpecError(f"{p}.alerts.errorRate", f"must be at most 1, not {error_rate}")

@@ -62,10 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="URL MLflow should call on alias/version events; registered at start",
     )
     p.add_argument(
-        "--allow-pickle",
-        default=env("MODELDEPLOY_ALLOW_PICKLE", "true"),
-        choices=["true", "false"],
-        help="let serving pods load model flavors that unpickle (sklearn, custom pyfunc)",
+        "--trust-model-code",
+        default=env("MODELDEPLOY_TRUST_MODEL_CODE", "registry"),
+        choices=["never", "registry", "always"],
+        help="which models serving pods may run code from (pickles, custom pyfunc); 'registry': "
+        "versions from the registry the ModelDeployment names (docs/serving.md)",
     )
     p.add_argument(
         "--alerts-url",
@@ -97,7 +98,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         health_port=args.health_port,
         registry_webhook_url=args.registry_webhook_url,
         registry_webhook_secret=os.environ.get("MODELDEPLOY_REGISTRY_WEBHOOK_SECRET") or None,
-        serving_env=(("MODELDEPLOY_ALLOW_PICKLE", args.allow_pickle),),
+        serving_env=(("MODELDEPLOY_TRUST_MODEL_CODE", args.trust_model_code),),
         alert_webhook_token=os.environ.get("MODELDEPLOY_ALERT_WEBHOOK_TOKEN") or None,
         alerts_url=args.alerts_url,
         alerts_poll_interval=args.alerts_poll_interval,

@@ -202,6 +202,7 @@ def _baseline(config: ServeConfig, local: str) -> DriftBaseline | None:
     source = config.baseline
     try:
         if source:
+            check_scheme(source, config.allowed_schemes)
             if uri_scheme(source) != "file":
                 import mlflow.artifacts
 
@@ -214,7 +215,7 @@ def _baseline(config: ServeConfig, local: str) -> DriftBaseline | None:
                 return None
         with open(path, encoding="utf-8") as fh:
             return DriftBaseline.from_json(fh.read())
-    except (OSError, BaselineError, json.JSONDecodeError) as exc:
+    except (OSError, BaselineError, LoadRefused, json.JSONDecodeError) as exc:
         # Serving matters more than drift: say loudly that PSI is off, and serve.
         log.error("drift baseline unusable, PSI disabled: %s", exc)
         return None

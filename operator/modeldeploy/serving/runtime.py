@@ -77,8 +77,9 @@ class Runtime:
         if self.task and config.feedback:
             self.windows.outcomes = OutcomeWindow(self.task, config.feedback_window)
         value_buckets = config.value_buckets
-        if not value_buckets and base is not None and base.target is not None:
-            value_buckets = base.target.edges
+        target = base.target if base is not None else None
+        if not value_buckets and self.task != "classification" and target is not None:
+            value_buckets = target.edges  # the training target's quantiles
         info = model.info
         self.metrics = ServingMetrics(
             info.name,
