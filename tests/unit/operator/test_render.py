@@ -437,8 +437,8 @@ def test_default_alert_thresholds_come_from_the_defaults() -> None:
     rules = {r["alert"]: r for r in render.alert_rules(context("default_alias"))}
     assert rules[names.ALERT_HIGH_ERROR_RATE]["expr"].endswith("> 0.05")
     assert rules[names.ALERT_HIGH_LATENCY]["expr"].endswith("> 0.5")
-    assert "[2m]" in rules[names.ALERT_HIGH_ERROR_RATE]["expr"]
-    assert {r["for"] for r in rules.values()} == {"1m"}
+    assert "[1m]" in rules[names.ALERT_HIGH_ERROR_RATE]["expr"]
+    assert {r["for"] for r in rules.values()} == {"30s"}
 
 
 def promtool() -> str:

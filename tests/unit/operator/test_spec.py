@@ -82,7 +82,7 @@ def test_minimal_spec_gets_the_documented_defaults() -> None:
     assert (s.monitoring.service_monitor, s.monitoring.interval) == (True, "15s")
     a = s.monitoring.alerts
     assert (a.enabled, a.error_rate, a.latency_p99, a.drift_psi) == (True, 0.05, 0.5, 0.2)
-    assert (a.for_, a.window) == ("1m", "2m")
+    assert (a.for_, a.window) == ("30s", "1m")
     assert s.rollback.enabled is True
     assert s.rollback.on_alerts == (names.ALERT_HIGH_ERROR_RATE, names.ALERT_HIGH_LATENCY)
 
