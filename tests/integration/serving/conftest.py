@@ -222,6 +222,6 @@ def regressor(models: Models, serve: Any) -> Server:
 def scorer(models: Models, serve: Any) -> Server:
     """The custom pyfunc the way the operator runs it: models:/ URI, registry code trusted."""
     return serve(
-        f"models:/{models.pyfunc}/1", "--timeout", "1",
+        f"models:/{models.pyfunc}/1", "--timeout", "3",
         env={"MODELDEPLOY_TRUST_MODEL_CODE": "registry"},
     )  # fmt: skip

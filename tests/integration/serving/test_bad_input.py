@@ -92,7 +92,7 @@ def test_slow_prediction_times_out_with_504_and_is_counted(scorer: Server) -> No
     before = scorer.value("prediction_errors_total", error_type="timeout")
     r = scorer.post(
         "/invocations",
-        json={"dataframe_records": [{"a": 1.0, "b": 2.0, "boom": 0}], "params": {"sleep": 3}},
+        json={"dataframe_records": [{"a": 1.0, "b": 2.0, "boom": 0}], "params": {"sleep": 6}},
     )
     assert r.status_code == 504 and r.json()["error_type"] == "timeout"
     assert scorer.value("prediction_errors_total", error_type="timeout") - before == 1
