@@ -41,7 +41,8 @@ def serve(config: ServeConfig) -> int:
 
     from modeldeploy.serving.app import ServingApp
 
-    disable_created_metrics()  # *_created series double the series count for nothing here
+    # *_created series double the series count for nothing here.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     fatal: list[str] = []
     server: uvicorn.Server | None = None
 
