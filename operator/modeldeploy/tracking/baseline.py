@@ -32,7 +32,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -112,7 +112,6 @@ class DriftBaseline:
     features: tuple[FeatureBaseline, ...]
     rows: int
     target: FeatureBaseline | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
