@@ -91,6 +91,7 @@ class Status:
     run_id: str | None = None
     observed_generation: int | None = None
     rejected_versions: tuple[str, ...] = ()
+    allow_version_handled: str | None = None
     conditions: tuple[Condition, ...] = ()
     history: tuple[HistoryEntry, ...] = field(default=())
 
@@ -111,6 +112,8 @@ class Status:
         out.update({k: v for k, v in scalars.items() if v is not None})
         if self.rejected_versions:
             out["rejectedVersions"] = list(self.rejected_versions)
+        if self.allow_version_handled:
+            out["allowVersionHandled"] = self.allow_version_handled
         out["conditions"] = [c.to_dict() for c in self.conditions]
         out["history"] = [h.to_dict() for h in self.history]
         return out
@@ -127,6 +130,7 @@ class Status:
             run_id=d.get("runId"),
             observed_generation=d.get("observedGeneration"),
             rejected_versions=tuple(d.get("rejectedVersions") or ()),
+            allow_version_handled=d.get("allowVersionHandled"),
             conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or ()),
             history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or ()),
         )

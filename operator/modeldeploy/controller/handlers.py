@@ -54,11 +54,7 @@ async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_
     # rejection with the allow-version annotation needs a reconcile.
     allowed = body.metadata.annotations.get(ALLOW_VERSION_ANNOTATION)
     unchanged = body.metadata.get("generation") == body.status.get("observedGeneration")
-    if (
-        type == "MODIFIED"
-        and unchanged
-        and allowed not in (body.status.get("rejectedVersions") or [])
-    ):
+    if type == "MODIFIED" and unchanged and allowed == body.status.get("allowVersionHandled"):
         return
     runtime.queue.add(key)
 

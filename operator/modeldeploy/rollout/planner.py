@@ -151,9 +151,9 @@ def plan(ctx: Context) -> Plan:
     res, dep, old = ctx.resolution, ctx.deployment, ctx.status
     target, resolved = _registry(ctx, b)
     selected = res.version if isinstance(res, ResolvedVersion) else None
-    verdict = assess(
-        ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, ctx.allow_version
-    )
+    # The allow-version annotation acts once per value.
+    allow = ctx.allow_version if ctx.allow_version != old.allow_version_handled else None
+    verdict = assess(ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, allow)
     if verdict.override is not None:
         target = verdict.override
     history_before = _apply_rollback(ctx, b, verdict)
@@ -246,6 +246,7 @@ def plan(ctx: Context) -> Plan:
         run_id=target.run_id or None,
         observed_generation=ctx.generation,
         rejected_versions=verdict.rejected,
+        allow_version_handled=ctx.allow_version,
         conditions=b.conditions,
         history=tuple(history[-r.HISTORY_LIMIT :]),
     )

@@ -6,7 +6,10 @@
 * A rejected version is not deployed again while the selector still names it. The selector
   naming another version, or the annotation `modeldeploy.io/allow-version: "<v>"`, clears it.
 * Alerts for a version the pods no longer run are ignored, so one bad version causes one
-  rollback however often its alert repeats or is delivered.
+  rollback however often its alert repeats or is delivered. So are alerts first heard of before
+  the current rollout of that version started: they are about pods that are gone.
+* The annotation acts once per value (status.allowVersionHandled remembers it), so leaving it in
+  place cannot undo a later rollback.
 * No healthy version to go back to, or rollback disabled: nothing changes but the status.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from modeldeploy import names
 from modeldeploy.alerts.store import FiringAlert
@@ -55,6 +59,17 @@ def last_healthy(history: Sequence[HistoryEntry], exclude: set[str]) -> HistoryE
     return None
 
 
+def _rollout_start(history: Sequence[HistoryEntry], version: str | None) -> float | None:
+    """Epoch seconds when the newest rollout of `version` started (second precision)."""
+    for entry in reversed(history):
+        if entry.version == version:
+            try:
+                return datetime.fromisoformat(entry.started_at.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+    return None
+
+
 def assess(
     spec: ModelDeploymentSpec,
     status: Status,
@@ -71,10 +86,14 @@ def assess(
     ]
     rejected = [v for v in rejected if v not in cleared]
 
+    since = _rollout_start(status.history, serving)
     firing = [
         a
         for a in alerts
-        if serving and a.model_version == serving and a.name in spec.rollback.on_alerts
+        if serving
+        and a.model_version == serving
+        and a.name in spec.rollback.on_alerts
+        and (since is None or a.received_at >= since)
     ]
     rollback = unanswered = None
     why = ""
