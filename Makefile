@@ -66,7 +66,8 @@ demo: stack-up ## Bring up the stack, deploy a model, move @champion and watch i
 	$(PY) dev/demo.py
 
 .PHONY: bench
-bench: install tools ## Run the benchmarks and rewrite docs/benchmarks.md
+bench: install tools ## Run the benchmarks and rewrite docs/benchmarks.md (needs wrk: apt-get install wrk)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(PY) benchmarks/run_all.py
 
 .PHONY: chart-sync
