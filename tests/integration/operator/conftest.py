@@ -113,6 +113,7 @@ class Operator:
         log_dir: Path,
         webhook: bool = True,
         extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.metrics_port, self.webhook_port, self.health_port = (
             free_port(),
@@ -141,6 +142,7 @@ class Operator:
             "--serving-image",
             "example.invalid/serving:test",
         ]
+        self.args += extra_args or []
         if webhook:
             self.args += [
                 "--registry-webhook-url",

@@ -108,10 +108,8 @@ def test_duplicate_notification_rolls_back_once_and_forged_ones_are_refused(
     assert "from version 2 to 1" in rolled["message"]
     assert len(kube.events(namespace, "RolledBack")) == 1
     metrics = op.metrics()
-    assert (
-        f'modeldeploy_rollbacks_total{{alert="ModelHighErrorRate",name="m",namespace="{namespace}"}} 1.0'
-        in metrics
-    )
+    labels = f'alert="ModelHighErrorRate",name="m",namespace="{namespace}"'
+    assert f"modeldeploy_rollbacks_total{{{labels}}} 1.0" in metrics
     assert 'modeldeploy_alert_notifications_total{outcome="unauthorized"} 2.0' in metrics
     tag = registry.client.get_model_version(model, "2").tags.get("modeldeploy.io/rejected", "")
     assert tag.startswith(f"{namespace}/m: ModelHighErrorRate at ")

@@ -1,0 +1,77 @@
+"""e2e fixtures: the operator fixtures of the integration tier, plus models with a bad version,
+real serving processes for the pods (dev/podrunner.py) and traffic."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import cloudpickle
+import mlflow
+import pytest
+import requests
+import stack as devstack
+
+from tests.conftest import Cluster, TestStack
+from tests.e2e import flaky_model
+from tests.integration.operator.conftest import (  # noqa: F401  (fixtures)
+    Registry,
+    crd,
+    kube,
+    pytest_runtest_makereport,
+    registry,
+    start_operator,
+)
+
+
+def add_flaky_version(reg: Registry, name: str, failure_share: float = 0.5) -> str:
+    cloudpickle.register_pickle_by_value(flaky_model)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=flaky_model.Flaky(failure_share))
+    mv = reg.client.create_model_version(name, info.model_uri, model_id=info.model_id)
+    return str(mv.version)
+
+
+@pytest.fixture
+def monitoring(
+    cluster: Cluster, stack: TestStack, prometheus_url: str, alertmanager_url: str
+) -> Iterator[TestStack]:
+    """The Prometheus Operator CRDs installed, Prometheus and Alertmanager up; Alertmanager's
+    receiver is restored afterwards."""
+    devstack.install_monitoring_crds(cluster.kubectl)
+    yield stack
+    port = stack.stack.operator_ports()["webhook"]
+    stack.stack.set_alert_webhook(f"http://127.0.0.1:{port}/alerts/alertmanager")
+
+
+class Traffic:
+    """Predictions against every live process of one ModelDeployment, until stopped."""
+
+    def __init__(self, pods: object, md: str, rate: float = 40.0) -> None:
+        self.pods, self.md, self.rate = pods, md, rate
+        self.codes: Counter[tuple[str, int]] = Counter()  # (version, status) → count
+        self.first_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            for ep in self.pods.endpoints(self.md):  # type: ignore[attr-defined]
+                try:
+                    r = session.post(f"{ep.url}/invocations", json={"inputs": [[1.5]]}, timeout=2)
+                except requests.RequestException:
+                    continue
+                self.first_seen.setdefault(ep.version, time.monotonic())
+                self.codes[(ep.version, r.status_code)] += 1
+            self._stop.wait(1 / self.rate)

@@ -1,0 +1,19 @@
+"""A model version that fails a share of its predictions: the "bad version" of the e2e tests.
+Pickled by value when logged, so the serving process needs no tests/ on its path."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import mlflow.pyfunc
+
+
+class Flaky(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    def __init__(self, failure_share: float) -> None:
+        self.failure_share = failure_share
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        if random.random() < self.failure_share:
+            raise RuntimeError("flaky model: simulated failure")
+        return [0] * len(model_input)
