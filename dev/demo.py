@@ -8,13 +8,17 @@
 4. applies manifests/examples/champion.yaml and shows the rollout as `kubectl get md -w` would;
 5. moves @champion to version 2 in MLflow and shows the new version rolling out, with no change
    to the ModelDeployment;
-6. says where to look and how to stop.
+6. promotes a bad version 3 (it fails 60 % of its predictions) while real serving processes
+   (dev/podrunner.py) take traffic; Prometheus' alert fires, Alertmanager tells the operator, and
+   the operator rolls back to version 2 by itself;
+7. shows every trace of the rollback and says where to look and how to stop.
 
 The operator keeps running after the demo (`make stack-down` stops it with the rest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -104,6 +108,61 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
         f"   operator pid {proc.pid}, metrics on :{ports['metrics']}, "
         f"logs in {stack.logs / 'operator.log'}"
     )
+
+
+def bad_version(tracking_uri: str) -> str:
+    """Version 3 of the demo model: fails 60 % of its predictions (registered once)."""
+    import cloudpickle
+    import mlflow
+    from mlflow import MlflowClient
+
+    sys.path.insert(0, str(REPO))
+    from tests.e2e import flaky_model
+
+    client = MlflowClient(tracking_uri)
+    for mv in client.search_model_versions(f"name = '{MODEL}'"):
+        if mv.tags.get("demo") == "bad":
+            return str(mv.version)
+    cloudpickle.register_pickle_by_value(flaky_model)
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_name="demo-bad"):
+        info = mlflow.pyfunc.log_model(name="model", python_model=flaky_model.Flaky(0.6))
+    mv = client.create_model_version(
+        MODEL, info.model_uri, model_id=info.model_id, tags={"demo": "bad"}
+    )
+    return str(mv.version)
+
+
+class Traffic:
+    """Wine rows against every live serving process of the demo, counted by version and status."""
+
+    def __init__(self, pods: Any) -> None:
+        import threading
+        from collections import Counter
+
+        from sklearn.datasets import load_wine
+
+        x = load_wine(as_frame=True).data
+        self.payload = {
+            "dataframe_split": {"columns": list(x.columns), "data": x.head(1).values.tolist()}
+        }
+        self.pods, self.codes = pods, Counter[tuple[str, int]]()
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        import requests
+
+        s = requests.Session()
+        while not self.stop.is_set():
+            for ep in self.pods.endpoints(MD):
+                with contextlib.suppress(requests.RequestException):
+                    r = s.post(f"{ep.url}/invocations", json=self.payload, timeout=2)
+                    self.codes[(ep.version, r.status_code)] += 1
+            self.stop.wait(0.05)
+
+    def summary(self) -> str:
+        return ", ".join(f"v{v} {code}: {n}" for (v, code), n in sorted(self.codes.items()))
 
 
 def watch(env: dict[str, str], until: Any, timeout: float = 120) -> dict[str, Any]:
@@ -209,12 +268,76 @@ def main() -> int:
         )
     )
 
+    say("Promoting a bad version: real serving processes take traffic, the alert rolls it back")
+    from podrunner import LocalPods
+
+    bad = bad_version(env["MLFLOW_TRACKING_URI"])
+    print(f"   version {bad} fails 60% of its predictions; the default rule alerts on a 5xx share")
+    print("   above 5% over 1m held for 30s (spec.monitoring.alerts): about 40 s to the rollback")
+    with LocalPods(NAMESPACE, stack=stack) as pods:
+        pods.wait_for_version(MD, "2", timeout=120)
+        traffic = Traffic(pods)
+        time.sleep(3)
+        print(f"   traffic: {traffic.summary()}")
+        t0 = time.monotonic()
+        client.set_registered_model_alias(MODEL, "champion", bad)
+        print(f"   @champion → version {bad}")
+        last = [0.0]
+
+        def rolled_back(st: dict[str, Any]) -> bool:
+            if time.monotonic() - last[0] > 5:
+                print(f"   traffic: {traffic.summary()}")
+                last[0] = time.monotonic()
+            return st.get("phase") == "RolledBack"
+
+        st = watch(env, rolled_back, timeout=240)
+        print(f"   rolled back {time.monotonic() - t0:.0f} s after the alias moved")
+        pods.wait_for_version(MD, "2", timeout=120)
+        time.sleep(2)
+        traffic.stop.set()
+        print(f"   traffic: {traffic.summary()}")
+
+    say("Where the rollback left its traces")
+    cond = next(c for c in st["conditions"] if c["type"] == "RolledBack")
+    print(f"   status.conditions RolledBack: {cond['reason']}: {cond['message']}")
+    print(f"   status.rejectedVersions: {st.get('rejectedVersions')} (out until @champion moves)")
+    print(
+        kubectl(
+            env,
+            "get",
+            "md",
+            MD,
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={range .status.history[*]}   history v{.version}: "
+            '{.outcome} {.reason}{"\\n"}{end}',
+        )
+    )
+    print(kubectl(env, "get", "events", "-n", NAMESPACE, "--field-selector", "reason=RolledBack"))
+    import requests
+
     ports = stack.operator_ports()
+    metrics = requests.get(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=5).text
+    print(
+        "   "
+        + "\n   ".join(
+            line for line in metrics.splitlines() if line.startswith("modeldeploy_rollbacks_total")
+        )
+    )
+    tag = client.get_model_version(MODEL, bad).tags.get("modeldeploy.io/rejected")
+    print(f"   MLflow tag on version {bad}: modeldeploy.io/rejected = {tag}")
+    print(
+        f"   Prometheus: {env.get('PROMETHEUS_URL')}/alerts   "
+        f"Alertmanager: {env.get('ALERTMANAGER_URL')}"
+    )
+
     uri = env["MLFLOW_TRACKING_URI"]
     say("Look around")
     print(f"""   source .stack/env
    kubectl get md,deploy,svc,servicemonitor,prometheusrule -n {NAMESPACE}
    kubectl describe md {MD} -n {NAMESPACE}
+   python dev/podrunner.py --namespace {NAMESPACE}   # real serving processes for the pods
    curl -s localhost:{ports["metrics"]}/metrics | grep ^modeldeploy_     # operator metrics
    MLflow UI: {env["MLFLOW_TRACKING_URI"]}   Prometheus: {env.get("PROMETHEUS_URL", "-")}
    Move the alias yourself (MLflow UI, or):
