@@ -314,7 +314,12 @@ def main() -> int:
             '{.outcome} {.reason}{"\\n"}{end}',
         )
     )
-    print(kubectl(env, "get", "events", "-n", NAMESPACE, "--field-selector", "reason=RolledBack"))
+    events = kubectl(env, "get", "events", "-n", NAMESPACE, "--field-selector", "type=Warning")
+    print(
+        "\n".join(
+            "   " + line for line in events.splitlines() if "RolledBack" in line or "TYPE" in line
+        )
+    )
     import requests
 
     ports = stack.operator_ports()
