@@ -165,6 +165,14 @@ class Traffic:
         return ", ".join(f"v{v} {code}: {n}" for (v, code), n in sorted(self.codes.items()))
 
 
+def history(env: dict[str, str]) -> str:
+    jsonpath = (
+        "{range .status.history[*]}   v{.version}: {.outcome} ({.startedAt} → {.finishedAt}) "
+        '{.reason}{"\\n"}{end}'
+    )
+    return kubectl(env, "get", "md", MD, "-n", NAMESPACE, "-o", f"jsonpath={jsonpath}")
+
+
 def watch(env: dict[str, str], until: Any, timeout: float = 120) -> dict[str, Any]:
     """Prints a line each time the printed columns change, like `kubectl get md -w`."""
     import json
@@ -242,19 +250,7 @@ def main() -> int:
     print(f"   version 2 serving {time.monotonic() - t0:.1f}s after the alias moved")
 
     say("Rollout history and events")
-    print(
-        kubectl(
-            env,
-            "get",
-            "md",
-            MD,
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={range .status.history[*]}   v{.version}: {.outcome} "
-            '({.startedAt} → {.finishedAt}){"\\n"}{end}',
-        )
-    )
+    print(history(env))
     print(
         kubectl(
             env,
@@ -301,19 +297,7 @@ def main() -> int:
     cond = next(c for c in st["conditions"] if c["type"] == "RolledBack")
     print(f"   status.conditions RolledBack: {cond['reason']}: {cond['message']}")
     print(f"   status.rejectedVersions: {st.get('rejectedVersions')} (out until @champion moves)")
-    print(
-        kubectl(
-            env,
-            "get",
-            "md",
-            MD,
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={range .status.history[*]}   history v{.version}: "
-            '{.outcome} {.reason}{"\\n"}{end}',
-        )
-    )
+    print(history(env))
     events = kubectl(env, "get", "events", "-n", NAMESPACE, "--field-selector", "type=Warning")
     print(
         "\n".join(

@@ -438,7 +438,13 @@ def _history(
         )
     last = hist[-1]
     if complete and last.outcome in (r.OUTCOME_PROGRESSING, r.OUTCOME_FAILED):
-        hist[-1] = replace(last, outcome=r.OUTCOME_SUCCEEDED, finished_at=now, reason=None)
+        hist[-1] = replace(
+            last,
+            outcome=r.OUTCOME_SUCCEEDED,
+            finished_at=now,
+            # A rollback's reason stays; a stalled rollout that recovered drops its deadline.
+            reason=None if last.outcome == r.OUTCOME_FAILED else last.reason,
+        )
         completed.append((last.version, r.OUTCOME_SUCCEEDED))
         b.event(False, r.EV_ROLLOUT_SUCCEEDED, f"version {last.version} is serving")
     elif stalled and last.outcome == r.OUTCOME_PROGRESSING:
