@@ -58,6 +58,7 @@ class HistoryEntry:
     finished_at: str | None = None
     reason: str | None = None
     run_id: str | None = None
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"version": self.version, "startedAt": self.started_at, "outcome": self.outcome}
@@ -67,6 +68,8 @@ class HistoryEntry:
             out["reason"] = self.reason
         if self.run_id:
             out["runId"] = self.run_id
+        if self.model:
+            out["model"] = self.model
         return out
 
     @classmethod
@@ -78,6 +81,7 @@ class HistoryEntry:
             finished_at=d.get("finishedAt"),
             reason=d.get("reason"),
             run_id=d.get("runId"),
+            model=d.get("model"),
         )
 
 

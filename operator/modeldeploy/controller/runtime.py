@@ -129,6 +129,9 @@ class Runtime:
             payload = await request.json()
             if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
                 raise ValueError("no alerts list")
+            for alert in payload["alerts"]:
+                if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
+                    raise ValueError("every alert must be an object with a labels object")
         except ValueError as exc:
             self.metrics.alert_notifications.labels("malformed").inc()
             return web.json_response(

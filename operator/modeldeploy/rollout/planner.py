@@ -189,7 +189,8 @@ def plan(ctx: Context) -> Plan:
     )
     held_back = bool(verdict.rejected) and (selected is None or selected in verdict.rejected)
     if complete:
-        phase = r.ROLLED_BACK if held_back else r.DEGRADED if not_found else r.HEALTHY
+        unhealthy = not_found or verdict.unanswered is not None
+        phase = r.ROLLED_BACK if held_back else r.DEGRADED if unhealthy else r.HEALTHY
         why = r.SCALED_TO_ZERO if replicas == 0 else r.MODEL_SERVING
         b.cond(r.READY, True, why, f"version {target.version} serving on {replicas} replica(s)")
         b.cond(
@@ -386,6 +387,7 @@ def _apply_rollback(ctx: Context, b: _Builder, verdict: Assessment) -> list[Hist
                 r.OUTCOME_PROGRESSING,
                 reason=f"rollback: {why}",
                 run_id=(good.run_id if good else "") or None,
+                model=ctx.spec.model.name,
             )
         )
         msg = f"rolled back from version {rb.bad} to {rb.good}: {why}"
@@ -429,7 +431,13 @@ def _history(
             )
             completed.append((last.version, r.OUTCOME_SUPERSEDED))
         hist.append(
-            HistoryEntry(target.version, now, r.OUTCOME_PROGRESSING, run_id=target.run_id or None)
+            HistoryEntry(
+                target.version,
+                now,
+                r.OUTCOME_PROGRESSING,
+                run_id=target.run_id or None,
+                model=ctx.spec.model.name,
+            )
         )
         started.append(target.version)
         was = f" (was {ctx.status.serving_version})" if ctx.status.serving_version else ""

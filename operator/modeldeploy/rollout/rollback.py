@@ -52,9 +52,14 @@ class Assessment:
     cleared: tuple[str, ...] = ()
 
 
-def last_healthy(history: Sequence[HistoryEntry], exclude: set[str]) -> HistoryEntry | None:
+def last_healthy(
+    history: Sequence[HistoryEntry], exclude: set[str], model: str | None = None
+) -> HistoryEntry | None:
+    """Newest Succeeded rollout not in `exclude`, of `model` (entries that predate recording
+    the model count as the same model)."""
     for entry in reversed(history):
-        if entry.outcome == r.OUTCOME_SUCCEEDED and entry.version not in exclude:
+        same = model is None or entry.model in (None, model)
+        if same and entry.outcome == r.OUTCOME_SUCCEEDED and entry.version not in exclude:
             return entry
     return None
 
@@ -80,7 +85,10 @@ def assess(
 ) -> Assessment:
     """`serving`: the version in the Deployment's template; `selected`: the version the registry
     just named (None when it could not answer)."""
-    rejected = list(status.rejected_versions)
+    model = spec.model.name
+    # Rejections name versions of one model: after spec.model.name changes they mean nothing.
+    last = status.history[-1] if status.history else None
+    rejected = list(status.rejected_versions) if last is None or last.model in (None, model) else []
     cleared = [
         v for v in rejected if (selected is not None and v != selected) or v == allow_version
     ]
@@ -92,6 +100,7 @@ def assess(
         for a in alerts
         if serving
         and a.model_version == serving
+        and a.model_version not in rejected  # a rollback under way (its apply is retried)
         and a.name in spec.rollback.on_alerts
         and (since is None or a.received_at >= since)
     ]
@@ -99,7 +108,7 @@ def assess(
     why = ""
     if firing:
         alert = firing[0]
-        good = last_healthy(status.history, set(rejected) | {serving or ""})
+        good = last_healthy(status.history, set(rejected) | {serving or ""}, model)
         if not spec.rollback.enabled:
             unanswered, why = alert, r.ROLLBACK_DISABLED
         elif good is None:
@@ -110,7 +119,7 @@ def assess(
 
     override = None
     if rollback is not None or (selected is not None and selected in rejected):
-        good = last_healthy(status.history, set(rejected))
+        good = last_healthy(status.history, set(rejected), model)
         if good is not None:
             override = Target(
                 good.version, f"models:/{spec.model.name}/{good.version}", good.run_id or ""

@@ -146,15 +146,6 @@ def test_without_a_configured_token_the_endpoint_accepts_any_caller() -> None:
     assert queued(rt) == [KEY]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG runtime._alertmanager_webhook: only the top level is checked (a dict with an "
-        "'alerts' list); an element that is not an object (or labels that are not one) "
-        "raises AttributeError in store.parse_alert, so the answer is 500 (and Alertmanager "
-        "retries it) instead of 400, and the 'malformed' counter is not incremented."
-    ),
-)
 @pytest.mark.parametrize(
     "body",
     [

@@ -277,17 +277,6 @@ def test_the_same_notification_delivered_twice_causes_one_rollback() -> None:
     assert len(p.status.history) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG rollback.assess: when the rollback's apply failed after the status write (the "
-        "reconciler writes status first and retries the apply), the Deployment still runs the "
-        "rejected version and its alert still fires, so assess() rolls back a second time: "
-        "rejectedVersions becomes ['2', '2'], a second history entry for 1 is appended, a "
-        "second RolledBack Event, metric increment and MLflow tag. An alert for a version "
-        "already in rejectedVersions should not roll back again."
-    ),
-)
 def test_a_retried_rollback_after_a_failed_apply_does_not_roll_back_twice() -> None:
     c, p = rolling_back()
     # Status was written, the apply failed: the Deployment still runs 2, the alert fires on.
@@ -299,15 +288,6 @@ def test_a_retried_rollback_after_a_failed_apply_does_not_roll_back_twice() -> N
     assert count(again, r.EV_ROLLED_BACK) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (same root cause as above): every retry of the failed apply adds another '2' to "
-        "rejectedVersions and another history entry for 1; after 8 retries v1's Succeeded "
-        "entry falls off the 10-entry history, last_healthy() finds nothing, the override "
-        "disappears and the planner deploys the rejected version 2 again, in phase RolledBack."
-    ),
-)
 def test_repeated_failed_applies_never_redeploy_the_rejected_version() -> None:
     c, p = rolling_back()
     for _ in range(10):
@@ -481,16 +461,6 @@ def test_an_old_alert_of_a_redeployed_version_does_not_roll_it_back_again() -> N
     assert (p.rollback.bad, p.rollback.good) == ("2", "3")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG rollback.assess/last_healthy: rejectedVersions and history hold bare version "
-        "numbers, not (model, version). After spec.model.name changes, version 2 of the NEW "
-        "model is still held back because the old model's version 2 was rejected, and the "
-        "override deploys models:/<new model>/1 — a version taken from the old model's "
-        "history that the selector never named. Changing the model should clear rejections."
-    ),
-)
 def test_changing_the_model_name_does_not_inherit_the_old_models_rejection() -> None:
     c, p = rolled_back()
     other = parse_spec({"model": {"name": "fraud-detector-v2", "alias": "champion"}})
@@ -558,8 +528,7 @@ def test_first_version_bad_degrades_with_no_healthy_version_and_keeps_serving() 
     assert p.status.serving_version == "1"
     (ev,) = [e for e in p.events if e.reason == r.EV_ALERT_FIRING]
     assert ev.type == "Warning" and ERRORS in ev.message and "version 1" in ev.message
-    # as coded: the phase stays Healthy (see the xfail below)
-    assert p.status.phase == r.HEALTHY
+    assert p.status.phase == r.DEGRADED  # like every other Degraded=True case
 
     again = plan(then(c, p))
     assert again.events == ()
@@ -567,7 +536,8 @@ def test_first_version_bad_degrades_with_no_healthy_version_and_keeps_serving() 
 
     resolved_ = plan(then(c, p, alerts=()))
     assert cond(resolved_, r.COND_DEGRADED) == ("False", r.AS_EXPECTED)
-    assert resolved_.events == ()
+    assert resolved_.status.phase == r.HEALTHY
+    assert [e.reason for e in resolved_.events] == [r.EV_PHASE_CHANGED]
 
 
 def test_first_version_bad_during_its_first_rollout_has_no_healthy_version() -> None:
@@ -582,15 +552,6 @@ def test_first_version_bad_during_its_first_rollout_has_no_healthy_version() -> 
     assert deployed_version(p) == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "INCONSISTENCY planner.plan: an alert the operator cannot answer (NoHealthyVersion, "
-        "RollbackDisabled) sets condition Degraded=True but leaves phase Healthy, while every "
-        "other Degraded=True case (ModelVersionNotFound, ProgressDeadlineExceeded) sets phase "
-        "Degraded. Rule 5 says 'Degraded with reason NoHealthyVersion'."
-    ),
-)
 def test_unanswered_alert_sets_phase_degraded() -> None:
     c, p = healthy_on("1")
     p = plan(then(c, p, alerts=(alert("1"),)))
@@ -613,7 +574,11 @@ def test_rollback_disabled_only_degrades_and_warns() -> None:
     assert history(p2) == history(p)
     assert cond(p2, r.COND_DEGRADED) == ("True", r.ROLLBACK_DISABLED)
     assert p2.status.condition(r.COND_ROLLED_BACK) is None
-    assert [(e.type, e.reason) for e in p2.events] == [("Warning", r.EV_ALERT_FIRING)]
+    assert p2.status.phase == r.DEGRADED
+    assert [(e.type, e.reason) for e in p2.events] == [
+        ("Warning", r.EV_ALERT_FIRING),
+        ("Warning", r.EV_PHASE_CHANGED),
+    ]
     assert "rollback is disabled" in p2.events[0].message
     assert plan(then(c, p2)).events == ()
 
