@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -220,6 +221,8 @@ class Stack:
         if "operator_ports" in st:
             env["MODELDEPLOY_METRICS_PORT"] = str(st["operator_ports"]["metrics"])
             env["MODELDEPLOY_WEBHOOK_PORT"] = str(st["operator_ports"]["webhook"])
+        if "alertmanager" in st:  # local stack only: the token Alertmanager sends (see alert_token)
+            env["MODELDEPLOY_ALERT_WEBHOOK_TOKEN"] = self.alert_token()
         return env
 
     def _write_env(self, st: dict[str, Any]) -> None:
@@ -229,6 +232,15 @@ class Stack:
             lines.append(f"export PATH={':'.join(st['cluster']['path'])}:$PATH")
         lines.append("export MLFLOW_DISABLE_TELEMETRY=true")
         (self.root / "env").write_text("\n".join(lines) + "\n")
+
+    def alert_token(self) -> str:
+        """The bearer token Alertmanager sends to /alerts/alertmanager (a 0600 file)."""
+        path = self.root / "alert-webhook.token"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def operator_ports(self) -> dict[str, int]:
         """Loopback ports reserved for an operator run against this stack (make run, demo).
@@ -471,7 +483,7 @@ class Stack:
         (d / "data").mkdir(parents=True, exist_ok=True)
         port = free_port()
         webhook = f"http://127.0.0.1:{self.operator_ports()['webhook']}/alerts/alertmanager"
-        write_yaml(d / "alertmanager.yml", alertmanager_config(webhook))
+        write_yaml(d / "alertmanager.yml", alertmanager_config(webhook, self._token_file()))
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         if not binary:
             raise PartFailed(
@@ -555,9 +567,16 @@ class Stack:
         (self.root / "prometheus" / "rules" / f"{name}.yml").unlink(missing_ok=True)
         self.reload("prometheus")
 
+    def _token_file(self) -> Path:
+        self.alert_token()
+        return self.root / "alert-webhook.token"
+
     def set_alert_webhook(self, url: str) -> None:
         """Points Alertmanager's only receiver at `url` and reloads it."""
-        write_yaml(self.root / "alertmanager" / "alertmanager.yml", alertmanager_config(url))
+        write_yaml(
+            self.root / "alertmanager" / "alertmanager.yml",
+            alertmanager_config(url, self._token_file()),
+        )
         self.reload("alertmanager")
 
     def reload(self, part: str) -> None:
@@ -731,7 +750,12 @@ def prometheus_config(d: Path, alertmanager_port: int | None) -> dict[str, Any]:
     return cfg
 
 
-def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+def alertmanager_config(webhook_url: str, token_file: Path | None = None) -> dict[str, Any]:
+    auth: dict[str, Any] = (
+        {"http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}}
+        if token_file
+        else {}
+    )
     return {
         "route": {
             "receiver": "modeldeploy",
@@ -743,7 +767,9 @@ def alertmanager_config(webhook_url: str) -> dict[str, Any]:
         "receivers": [
             {
                 "name": "modeldeploy",
-                "webhook_configs": [{"url": webhook_url, "send_resolved": True, "max_alerts": 0}],
+                "webhook_configs": [
+                    {"url": webhook_url, "send_resolved": True, "max_alerts": 0, **auth}
+                ],
             }
         ],
     }

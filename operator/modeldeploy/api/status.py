@@ -17,6 +17,12 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(ts: datetime) -> str:
+    """Millisecond precision, for history: alerts are compared with a rollout's start, and a
+    rollout may start within the same second as the alert that ended the one before."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
 @dataclass(frozen=True)
 class Condition:
     type: str

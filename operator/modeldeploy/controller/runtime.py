@@ -119,7 +119,12 @@ class Runtime:
         """Alertmanager's webhook_config receiver. Firing alerts for a known ModelDeployment wake
         it at once; the planner decides. Delivering the same notification twice is harmless."""
         token = self.config.alert_webhook_token
-        if token and not hmac.compare_digest(
+        if not token:  # secure by default: nobody may trigger rollbacks anonymously
+            return web.json_response(
+                {"error": "disabled: set MODELDEPLOY_ALERT_WEBHOOK_TOKEN on the operator"},
+                status=404,
+            )
+        if not hmac.compare_digest(
             request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
         ):
             self.metrics.alert_notifications.labels("unauthorized").inc()

@@ -24,7 +24,7 @@ from modeldeploy import names
 from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import Condition, HistoryEntry, Status, iso, set_condition
+from modeldeploy.api.status import Condition, HistoryEntry, Status, iso_ms, set_condition
 from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion
 from modeldeploy.render import objects as render
 from modeldeploy.rollout.rollback import Assessment, Rollback, Target, assess
@@ -370,7 +370,7 @@ def _apply_rollback(ctx: Context, b: _Builder, verdict: Assessment) -> list[Hist
     started), the RolledBack condition and Event; or the rejection cleared."""
     hist = list(ctx.status.history)
     rb = verdict.rollback
-    now = iso(ctx.now)
+    now = iso_ms(ctx.now)
     if rb is not None:
         why = f"{rb.alert.name} fired for version {rb.bad}"
         for i in range(len(hist) - 1, -1, -1):
@@ -417,7 +417,7 @@ def _history(
     history: list[HistoryEntry],
 ) -> tuple[list[HistoryEntry], tuple[str, ...], tuple[tuple[str, str], ...]]:
     hist = list(history)
-    now = iso(ctx.now)
+    now = iso_ms(ctx.now)
     started: list[str] = []
     completed: list[tuple[str, str]] = []
     last = hist[-1] if hist else None

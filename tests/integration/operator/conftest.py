@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stack as devstack
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -126,6 +127,8 @@ class Operator:
             KUBECONFIG=cluster.kubeconfig,
             MLFLOW_TRACKING_URI=mlflow_uri,
             MODELDEPLOY_REGISTRY_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            # The token the local stack's Alertmanager sends (dev/stack.py alert_token).
+            MODELDEPLOY_ALERT_WEBHOOK_TOKEN=devstack.Stack().alert_token(),
             **(extra_env or {}),
         )
         self.args = [

@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 import requests
+import stack as devstack
 
 from tests.integration.operator.conftest import Kube, Operator, Registry, wait_for
 
-TOKEN = "alert-token-for-tests"
+TOKEN = devstack.Stack().alert_token()  # what the test operators are started with
 
 
 def notification(
@@ -72,13 +73,13 @@ def deploy_two_versions(kube: Kube, registry: Registry, namespace: str, md: str)
 def test_duplicate_notification_rolls_back_once_and_forged_ones_are_refused(
     kube: Kube, registry: Registry, start_operator, namespace: str
 ) -> None:
-    op = start_operator(namespace, extra_env={"MODELDEPLOY_ALERT_WEBHOOK_TOKEN": TOKEN})
+    op = start_operator(namespace)
     model = deploy_two_versions(kube, registry, namespace, "m")
     payload = notification(namespace, "m", "2")
 
     forged = post(op, payload, token="guess")
     assert forged.status_code == 401 and "bearer token" in forged.json()["error"]
-    assert post(op, payload, token=None).status_code == 401
+    assert post(op, payload, token=None).status_code == 401  # no token at all
     assert post(op, {"not": "alertmanager"}).status_code == 400
     time.sleep(1)
     assert kube.status(namespace, "m")["servingVersion"] == "2"  # nothing happened
@@ -127,7 +128,7 @@ def test_rejection_cleared_when_the_alias_moves_or_by_annotation(
 ) -> None:
     op = start_operator(namespace)
     model = deploy_two_versions(kube, registry, namespace, "m")
-    post(op, notification(namespace, "m", "2"), token=None)
+    post(op, notification(namespace, "m", "2"))
     kube.wait_phase(namespace, "m", "RolledBack", serving="1")
 
     # A user who fixed what made v2 fail allows it again without moving the alias.
@@ -145,7 +146,7 @@ def test_rejection_cleared_when_the_alias_moves_or_by_annotation(
     assert (cond["status"], cond["reason"]) == ("False", "RejectionCleared")
 
     # Rejected again, then the alias moves on to a new version: that one rolls out.
-    post(op, notification(namespace, "m", "2", alert="ModelHighLatency"), token=None)
+    post(op, notification(namespace, "m", "2", alert="ModelHighLatency"))
     kube.wait_phase(namespace, "m", "RolledBack", serving="1")
     registry.set_alias(model, "champion", registry.add_version(model))
     st = kube.wait_phase(namespace, "m", "Healthy", serving="3", timeout=30)
@@ -163,7 +164,7 @@ def test_alerts_that_do_not_apply_change_nothing(
         notification(namespace, "other", "2"),  # another ModelDeployment
         notification("some-other-namespace", "m", "2"),  # another namespace
     ):
-        assert post(op, payload, token=None).status_code == 200
+        assert post(op, payload).status_code == 200
     time.sleep(2)
     st = kube.status(namespace, "m")
     assert (st["phase"], st["servingVersion"]) == ("Healthy", "2")
@@ -180,7 +181,7 @@ def test_rollback_disabled_reports_the_alert_and_changes_nothing(
         namespace, "m", {"model": {"name": model, "version": "1"}, "rollback": {"enabled": False}}
     )
     kube.wait_phase(namespace, "m", "Healthy", serving="1")
-    post(op, notification(namespace, "m", "1"), token=None)
+    post(op, notification(namespace, "m", "1"))
 
     def degraded() -> dict[str, Any] | None:
         c = kube.condition(namespace, "m", "Degraded")

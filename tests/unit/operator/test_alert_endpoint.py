@@ -136,14 +136,14 @@ def test_notification_for_an_unknown_modeldeployment_is_stored_but_wakes_nothing
     assert len(rt.alerts.firing(KEY)) == 1  # there when the ModelDeployment is seen
 
 
-def test_without_a_configured_token_the_endpoint_accepts_any_caller() -> None:
-    """As documented (chart value alertWebhook.existingSecret empty: no token). Unlike
-    /webhooks/mlflow, which is off without its secret, anyone who reaches the port can then
-    post alerts that roll deployments back."""
+def test_without_a_configured_token_the_endpoint_is_disabled() -> None:
+    """Secure by default, like /webhooks/mlflow without its secret: nobody may trigger
+    rollbacks anonymously, so with no token configured the endpoint refuses everything."""
     rt = runtime(token=None)
-    status, _ = post(rt, GOOD, {"Content-Type": "application/json"})
-    assert status == 200
-    assert queued(rt) == [KEY]
+    status, body = post(rt, GOOD, {"Content-Type": "application/json"})
+    assert status == 404
+    assert "MODELDEPLOY_ALERT_WEBHOOK_TOKEN" in str(body)
+    assert queued(rt) == []
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import yaml
 
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec, parse_spec
-from modeldeploy.api.status import HistoryEntry, Status, iso
+from modeldeploy.api.status import HistoryEntry, Status, iso, iso_ms
 from modeldeploy.registry.types import (
     ModelNotFound,
     RegistryError,
@@ -232,7 +232,7 @@ def test_first_sight_of_a_resolved_version_starts_a_rollout() -> None:
     _, p = first_sight("3")
     assert p.status.phase == r.PROGRESSING
     assert history(p) == [("3", r.OUTCOME_PROGRESSING)]
-    assert p.status.history[0].started_at == iso(T0)
+    assert p.status.history[0].started_at == iso_ms(T0)
     assert p.rollouts_started == ("3",)
     assert p.rollouts_completed == ()
     assert ("Normal", r.EV_ROLLOUT_STARTED) in event_reasons(p)
@@ -262,7 +262,7 @@ def test_deployment_complete_for_the_target_makes_it_healthy_and_serving() -> No
     assert p.status.phase == r.HEALTHY
     assert p.status.serving_version == "3"
     assert history(p) == [("3", r.OUTCOME_SUCCEEDED)]
-    assert p.status.history[0].finished_at == iso(T0 + timedelta(minutes=1))
+    assert p.status.history[0].finished_at == iso_ms(T0 + timedelta(minutes=1))
     assert cond(p, r.READY) == ("True", r.MODEL_SERVING)
     assert cond(p, r.COND_PROGRESSING) == ("False", r.ROLLOUT_COMPLETE)
     assert cond(p, r.COND_DEGRADED) == ("False", r.AS_EXPECTED)
@@ -314,7 +314,7 @@ def test_alias_move_starts_new_rollout_and_supersedes_unfinished_one() -> None:
         ("5", r.OUTCOME_PROGRESSING),
     ]
     superseded = p.status.history[1]
-    assert superseded.finished_at == iso(c.now)
+    assert superseded.finished_at == iso_ms(c.now)
     assert superseded.reason is not None and "5" in superseded.reason
     assert p.rollouts_started == ("5",)
     assert p.rollouts_completed == (("4", r.OUTCOME_SUPERSEDED),)
@@ -426,7 +426,7 @@ def test_progress_deadline_exceeded_degrades_and_fails_the_rollout() -> None:
     assert p.status.phase == r.DEGRADED
     assert history(p) == [("3", r.OUTCOME_FAILED)]
     assert p.status.history[0].reason == r.PROGRESS_DEADLINE_EXCEEDED
-    assert p.status.history[0].finished_at == iso(c.now)
+    assert p.status.history[0].finished_at == iso_ms(c.now)
     assert p.rollouts_completed == (("3", r.OUTCOME_FAILED),)
     assert ("Warning", r.EV_ROLLOUT_FAILED) in event_reasons(p)
     assert cond(p, r.READY) == ("False", r.PROGRESS_DEADLINE_EXCEEDED)

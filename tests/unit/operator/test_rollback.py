@@ -16,7 +16,7 @@ from modeldeploy import names
 from modeldeploy.alerts.store import AlertStore, FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import parse_spec
-from modeldeploy.api.status import HistoryEntry, Status, iso
+from modeldeploy.api.status import HistoryEntry, Status, iso, iso_ms
 from modeldeploy.rollout.planner import PROGRESSING_RECHECK_SECONDS, Context, Plan, plan
 from modeldeploy.rollout.rollback import Rollback, assess, last_healthy
 from tests.unit.operator.test_planner import (
@@ -135,9 +135,9 @@ def test_rollback_records_the_bad_rollout_as_rolled_back_and_starts_the_good_one
         ("1", r.OUTCOME_PROGRESSING),
     ]
     bad, good = p.status.history[1], p.status.history[2]
-    assert bad.finished_at == iso(c.now)
+    assert bad.finished_at == iso_ms(c.now)
     assert bad.reason is not None and ERRORS in bad.reason
-    assert good.started_at == iso(c.now) and good.finished_at is None
+    assert good.started_at == iso_ms(c.now) and good.finished_at is None
     assert good.reason is not None and "rollback" in good.reason and ERRORS in good.reason
     assert good.run_id == "run-1"
 
@@ -164,7 +164,7 @@ def test_rolled_back_deployment_completing_ends_in_phase_rolled_back() -> None:
         ("2", r.OUTCOME_ROLLED_BACK),
         ("1", r.OUTCOME_SUCCEEDED),
     ]
-    assert p.status.history[2].finished_at == iso(c.now)
+    assert p.status.history[2].finished_at == iso_ms(c.now)
     assert p.status.rejected_versions == ("2",)
     assert deployed_version(p) == "1"
     assert cond(p, r.READY) == ("True", r.MODEL_SERVING)
@@ -428,7 +428,7 @@ def test_allow_version_set_before_the_rollback_does_not_clear_it() -> None:
 def test_an_alert_heard_before_the_current_rollout_of_its_version_is_ignored() -> None:
     c, p = serving_v2_after_v1()
     v2_started = p.status.history[-1].started_at
-    assert v2_started == iso(T0 + timedelta(minutes=2))
+    assert v2_started == iso_ms(T0 + timedelta(minutes=2))
     stale = alert("2", at=(T0 + timedelta(minutes=1)).timestamp())
     quiet = plan(then(c, p))
     p2 = plan(then(c, p, alerts=(stale,)))
