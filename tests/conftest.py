@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,21 @@ import stack as devstack  # noqa: E402  (dev/ is not a package)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float = 60, what: str = "condition", interval: float = 0.3
+) -> Any:
+    """Polls `check` until it returns something truthy (which is returned), or fails naming
+    `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
 def unavailable(message: str) -> None:

@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, wait_for
 from tests.integration.chart.conftest import (
     BASE,
     CHART,
     CRD_NAME,
     Tools,
     canonical_rules,
-    eventually,
     one,
 )
 
@@ -117,7 +116,7 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(
     helm_install(tools, cluster, release, namespace)
 
     name = f"{release}-modeldeploy-operator"
-    assert eventually(lambda: available_replicas(tools, cluster, namespace, name) == 1)
+    assert wait_for(lambda: available_replicas(tools, cluster, namespace, name) == 1)
     pods = kubectl_json(
         tools,
         cluster,
@@ -129,7 +128,7 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(
         f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator",
     )["items"]
     assert [p["status"]["phase"] for p in pods] == ["Running"]
-    assert eventually(lambda: crd_established(tools, cluster), timeout=30)
+    assert wait_for(lambda: crd_established(tools, cluster), timeout=30)
 
     sa = f"system:serviceaccount:{namespace}:{name}"
     assert can_i(tools, cluster, sa, "list", "modeldeployments.modeldeploy.io", "-A")
@@ -146,7 +145,7 @@ def test_helm_install_with_watch_namespaces_grants_rights_only_there(
     helm_install(tools, cluster, release, namespace, "--set", f"watchNamespaces={{{namespace}}}")
 
     name = f"{release}-modeldeploy-operator"
-    assert eventually(lambda: available_replicas(tools, cluster, namespace, name) == 1)
+    assert wait_for(lambda: available_replicas(tools, cluster, namespace, name) == 1)
     args = kubectl_json(tools, cluster, "-n", namespace, "get", "deployment", name)["spec"][
         "template"
     ]["spec"]["containers"][0]["args"]
@@ -192,10 +191,10 @@ def test_kustomize_base_runs_the_operator_under_restricted_pod_security(
             ],
             stdin=rendered,
         )
-        assert eventually(
+        assert wait_for(
             lambda: available_replicas(tools, cluster, BASE_NAMESPACE, "modeldeploy-operator") == 1
         )
-        assert eventually(lambda: crd_established(tools, cluster), timeout=30)
+        assert wait_for(lambda: crd_established(tools, cluster), timeout=30)
         role = kubectl_json(tools, cluster, "get", "clusterrole", "modeldeploy-operator")
         assert canonical_rules(role["rules"]) == canonical_rules(
             one(tools.kustomize(BASE), "ClusterRole")["rules"]

@@ -11,7 +11,7 @@ import copy
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import podrunner
@@ -23,21 +23,10 @@ from kubernetes import client
 from modeldeploy.api.spec import parse_spec
 from modeldeploy.render import objects as render
 from modeldeploy.render.objects import RenderContext
-from tests.conftest import Cluster, TestStack, unavailable
+from tests.conftest import Cluster, TestStack, unavailable, wait_for
 
 MON = ("monitoring.coreos.com", "v1")
 ROWS = {"dataframe_split": {"columns": ["x"], "data": [[0.0], [3.0]]}}
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +147,7 @@ def test_pods_become_scraped_serving_processes_and_go_away(
         ok = [s for s in res if float(s["value"][1]) >= 3]
         return [s["metric"] for s in ok] if len(ok) == 2 else None
 
-    series = wait_until(scraped, 20, f"two scraped series of {query}")
+    series = wait_for(scraped, 20, f"two scraped series of {query}")
     assert {s["pod"] for s in series} == pod_names
     for s in series:
         assert s["model_version"] == "1" and s["model_name"] == model[0]
@@ -172,7 +161,7 @@ def test_pods_become_scraped_serving_processes_and_go_away(
         found = [g for g in groups if g["name"] == group]
         return [r["name"] for r in found[0]["rules"]] if found else None
 
-    alerts = wait_until(rule_loaded, 15, f"rule group {group} in Prometheus")
+    alerts = wait_for(rule_loaded, 15, f"rule group {group} in Prometheus")
     assert set(alerts) == {r["alert"] for r in rule["spec"]["groups"][0]["rules"]}
 
     # Scaling to 0 stops the processes and removes their targets.
@@ -186,13 +175,13 @@ def test_pods_become_scraped_serving_processes_and_go_away(
     def exited() -> bool:
         return all(p is not None and p.poll() is not None for p in popens)
 
-    wait_until(exited, 20, "serving processes exited")
+    wait_for(exited, 20, "serving processes exited")
 
     def targets_gone() -> bool:
         active = prom(prometheus_url, "targets", state="active")["activeTargets"]
         return not [t for t in active if t["labels"].get("namespace") == namespace]
 
-    wait_until(targets_gone, 15, "Prometheus dropped the targets")
+    wait_for(targets_gone, 15, "Prometheus dropped the targets")
 
     # close() leaves no process, target or rule file behind.
     apps.patch_namespaced_deployment_scale(md, namespace, {"spec": {"replicas": 1}})

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import Cluster
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+from tests.conftest import Cluster, wait_for
 
 
 def deployment(name: str, replicas: int) -> dict[str, Any]:
@@ -64,7 +51,7 @@ def test_deployment_reaches_three_available_replicas_and_service_gets_endpoints(
         },
     )
 
-    available = eventually(
+    available = wait_for(
         lambda: apps.read_namespaced_deployment_status("web", namespace).status.available_replicas
     )
     assert available == 3
@@ -81,7 +68,7 @@ def test_deployment_reaches_three_available_replicas_and_service_gets_endpoints(
             1 for s in slices for e in (s.endpoints or []) if e.conditions and e.conditions.ready
         )
 
-    assert eventually(lambda: ready_addresses() == 3)
+    assert wait_for(lambda: ready_addresses() == 3)
     pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
     assert {p.status.phase for p in pods} == {"Running"}
     assert all(p.spec.node_name.startswith("kwok-node-") for p in pods)
@@ -118,7 +105,7 @@ def test_deleting_owner_garbage_collects_owned_child(cluster: Cluster, namespace
             return exc.status == 404
         return False
 
-    assert eventually(child_gone)
+    assert wait_for(child_gone)
     assert core.read_namespaced_config_map("bystander", namespace).metadata.name == "bystander"
 
 
@@ -192,7 +179,7 @@ def test_crd_schema_refuses_invalid_object_naming_the_field(
             raise
         return True
 
-    assert eventually(served, timeout=30)
+    assert wait_for(served, timeout=30)
     with pytest.raises(ApiException) as too_big:
         create({"size": 11})
     assert too_big.value.status == 422

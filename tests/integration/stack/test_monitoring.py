@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,17 +12,7 @@ from typing import Any
 import requests
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from tests.conftest import TestStack
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout}s")
+from tests.conftest import TestStack, wait_for
 
 
 class Receiver:
@@ -74,7 +63,7 @@ def test_scraped_metric_fires_rule_and_alertmanager_delivers_to_webhook(
             ).json()
             return bool(r["data"]["result"]) and r["data"]["result"][0]["value"][1] == "1"
 
-        wait_until(scraped, 30, "Prometheus scraped the local endpoint")
+        wait_for(scraped, 30, "Prometheus scraped the local endpoint")
 
         stack.stack.write_rules(
             f"stack-test-{run}",
@@ -102,7 +91,7 @@ def test_scraped_metric_fires_rule_and_alertmanager_delivers_to_webhook(
             alerts = [a for a in note["alerts"] if a["labels"].get("run") == run]
             return note if alerts else None
 
-        note = wait_until(delivered, 60, "Alertmanager delivered the alert to the webhook")
+        note = wait_for(delivered, 60, "Alertmanager delivered the alert to the webhook")
         alert = next(a for a in note["alerts"] if a["labels"].get("run") == run)
         assert alert["labels"]["alertname"] == "StackTestHigh"
         assert alert["status"] == "firing"
