@@ -614,26 +614,41 @@ def monitoring_crd_files() -> list[Path]:
     return [root / name for name in MONITORING_CRD_FILES]
 
 
-def install_monitoring_crds(kubectl: list[str]) -> None:
-    for path in monitoring_crd_files():
-        subprocess.run(
+def apply_crds(kubectl: list[str], files: list[Path], names: list[str]) -> None:
+    """Server-side applies CRD files (large ones exceed client-side apply's annotation limit)
+    and waits until the named CRDs are Established. Polled rather than `kubectl wait`, which
+    can fail at once, not after its timeout, right after a CRD is created."""
+    for path in files:
+        res = subprocess.run(
             [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
-            check=True,
             capture_output=True,
             text=True,
+            check=False,
         )
-    subprocess.run(
-        [
-            *kubectl,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/servicemonitors.monitoring.coreos.com",
-            "crd/prometheusrules.monitoring.coreos.com",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+        if res.returncode != 0:
+            raise RuntimeError(f"kubectl apply -f {path} failed: {res.stderr.strip()}")
+    deadline = time.monotonic() + 60
+    for name in names:
+        jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            res = subprocess.run(
+                [*kubectl, "get", "crd", name, "-o", jsonpath],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if res.stdout.strip() == "True":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRD {name} not Established within 60s: {res.stderr.strip()}")
+            time.sleep(0.2)
+
+
+def install_monitoring_crds(kubectl: list[str]) -> None:
+    apply_crds(
+        kubectl,
+        monitoring_crd_files(),
+        ["servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"],
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +17,7 @@ import pytest
 import stack as devstack
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from stack import free_port
 
 from tests.conftest import REPO, Cluster, wait_for
 
@@ -25,32 +25,9 @@ GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 WEBHOOK_SECRET = "integration-test-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    subprocess.run(
-        [*cluster.kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    subprocess.run(
-        [
-            *cluster.kubectl,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/modeldeployments.modeldeploy.io",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    devstack.apply_crds(cluster.kubectl, [REPO / "crds"], ["modeldeployments.modeldeploy.io"])
 
 
 class Registry:

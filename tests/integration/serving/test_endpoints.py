@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from tests.conftest import wait_for
 from tests.integration.serving.conftest import FEATURES, Models, Server
 
 
@@ -137,10 +138,12 @@ def test_logs_are_json_without_payloads(classifier: Server, models: Models) -> N
 
     r = classifier.predict(rows(models, 1), headers={"X-Request-ID": "log-check-1"})
     assert r.status_code == 200
-    lines = [json.loads(ln) for ln in classifier.log_text().splitlines() if ln.startswith("{")]
-    mine = [ln for ln in lines if ln.get("request_id") == "log-check-1"]
-    assert mine, "no log line for the request"
-    entry = mine[0]
+
+    def mine() -> list[dict]:  # the line may reach the file just after the response
+        lines = [json.loads(ln) for ln in classifier.log_text().splitlines() if ln.startswith("{")]
+        return [ln for ln in lines if ln.get("request_id") == "log-check-1"]
+
+    entry = wait_for(mine, 10, "a log line for the request")[0]
     assert entry["model_version"] == "1" and entry["status"] == 200 and entry["outcome"] == "ok"
     assert entry["latency_ms"] > 0
     assert "predictions" not in entry and str(FEATURES[0]) not in json.dumps(entry)
