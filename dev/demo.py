@@ -207,9 +207,10 @@ def main() -> int:
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
     say("Installing the ModelDeployment CRD and the Prometheus Operator's monitoring CRDs")
-    kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kubectl(env, "wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
-    devstack.install_monitoring_crds(["kubectl", "--kubeconfig", env["KUBECONFIG"]])
+    kubectl_bin = Path(stack.state()["cluster"]["path"][0]) / "kubectl"
+    kubectl_argv = [str(kubectl_bin), "--kubeconfig", env["KUBECONFIG"]]
+    devstack.apply_crds(kubectl_argv, [REPO / "crds"], ["modeldeployments.modeldeploy.io"])
+    devstack.install_monitoring_crds(kubectl_argv)
 
     say(
         "Training two versions of a classifier and registering them in MLflow "
