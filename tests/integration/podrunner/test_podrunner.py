@@ -75,7 +75,7 @@ def rendered(namespace: str, md: str, model: tuple[str, str], mlflow_uri: str) -
         run_id=model[1],
         image="example.invalid/modeldeploy-serving:test",  # kwok runs nothing
         tracking_uri=mlflow_uri,
-        serving_env=(("MODELDEPLOY_ALLOW_PICKLE", "true"),),
+        serving_env=(("MODELDEPLOY_TRUST_MODEL_CODE", "registry"),),  # as the operator sets
     )
     objs = [
         render.build_deployment(ctx),
