@@ -275,9 +275,10 @@ class LocalPods:
             ok = [e for e in eps if e.version == version]
             return ok if len(ok) >= replicas and not others else None
 
-        return self.wait(
+        found: list[Endpoint] = self.wait(
             done, timeout, f"{modeldeployment}: {replicas} healthy process(es) of v{version} only"
         )
+        return found
 
     def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         """Re-evaluates `check` after every loop until it is truthy; raises TimeoutError with
@@ -362,7 +363,7 @@ class LocalPods:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            res = self.custom.list_namespaced_custom_object(MON_GROUP, MON_VERSION, ns, plural)
+            res: Any = self.custom.list_namespaced_custom_object(MON_GROUP, MON_VERSION, ns, plural)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -553,7 +554,7 @@ class LocalPods:
             m = re.match(r"metadata\.(labels|annotations)\['(.+)'\]$", path)
             if m:
                 return str((getattr(pod.metadata, m.group(1)) or {}).get(m.group(2), ""))
-            return fields.get(path, "")
+            return str(fields.get(path, ""))
         for kind, ref in (("secret", src.secret_key_ref), ("configmap", src.config_map_key_ref)):
             if ref is None:
                 continue
@@ -572,8 +573,8 @@ class LocalPods:
             if kind == "secret":
                 obj = self.core.read_namespaced_secret(name, ns)
                 return {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
-            obj = self.core.read_namespaced_config_map(name, ns)
-            return dict(obj.data or {})
+            cm = self.core.read_namespaced_config_map(name, ns)
+            return {k: str(v) for k, v in (cm.data or {}).items()}
         except ApiException as exc:
             if exc.status == 404:
                 return None
