@@ -12,6 +12,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
+	@dev/build-tools.sh --system-deps python3-venv
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade 'pip>=25.1'
 	$(VENV)/bin/pip install -q -e . --group dev
@@ -20,12 +21,16 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: install
 install: $(VENV)/.installed ## Create .venv with the package and its test/lint dependencies
 
+.PHONY: system-deps
+system-deps: ## Install the missing Debian packages the stack runs (prometheus, alertmanager, venv; as root)
+	@dev/build-tools.sh --system-deps
+
 .PHONY: tools
-tools: ## Build the pinned control-plane binaries, kwok, helm and etcd (cached outside the repo)
+tools: system-deps ## Build the pinned control-plane binaries, kwok, helm and etcd (cached outside the repo)
 	dev/build-tools.sh
 
 .PHONY: stack-up
-stack-up: install tools ## Start cluster (kwok), MLflow, Prometheus, Alertmanager; writes .stack/env
+stack-up: system-deps install tools ## Start cluster (kwok), MLflow, Prometheus, Alertmanager; writes .stack/env
 	$(STACK) up
 
 .PHONY: stack-down
@@ -37,7 +42,7 @@ stack-status: install ## Show what the local stack runs and where
 	$(STACK) status
 
 .PHONY: test
-test: install tools ## Run every test tier (unit, integration, e2e); starts the stack parts it needs
+test: system-deps install tools ## Run every test tier (unit, integration, e2e); starts the stack parts it needs
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -66,7 +71,7 @@ demo: stack-up ## Bring up the stack, deploy a model, move @champion and watch i
 	$(PY) dev/demo.py
 
 .PHONY: bench
-bench: install tools ## Run the benchmarks and rewrite docs/benchmarks.md (needs wrk: apt-get install wrk)
+bench: system-deps install tools ## Run the benchmarks and rewrite docs/benchmarks.md (needs wrk: apt-get install wrk)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(PY) benchmarks/run_all.py
 

@@ -5,7 +5,13 @@
 # A folder with a .complete stamp is reused, so only the first run is slow (tens of minutes
 # for Kubernetes on two cores); later runs return in well under a second.
 #
-# Usage: dev/build-tools.sh [--print-dir]   (--print-dir: only print where the binaries live)
+# --system-deps [PACKAGE...] installs the Debian packages the stack runs (SYSTEM_PACKAGES in
+# versions.env, or the ones named) that are missing: apt-get as root, without starting or
+# enabling the packages' own services; not root, it prints the command and fails. Instant when
+# everything is there.
+#
+# Usage: dev/build-tools.sh [--print-dir | --system-deps [PACKAGE...]]
+#   --print-dir: only print where the binaries live
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +26,89 @@ k8s_dir=$cache/bin/kubernetes-$KUBERNETES_VERSION
 kwok_dir=$cache/bin/kwok-$KWOK_VERSION
 helm_dir=$cache/bin/helm-$HELM_VERSION
 etcd_dir=$cache/bin/etcd-$ETCD_VERSION
+
+# has_package PKG: what the stack needs from the package is there (on PATH; venv can bootstrap
+# pip), whether it came from apt or elsewhere.
+has_package() {
+  case $1 in
+    prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
+    prometheus-alertmanager) command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null ;;
+    python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null ;;
+    *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' ;;
+  esac
+}
+
+# system_deps [PKG...]: apt-get install the missing packages. The Debian packages start and
+# enable their own Prometheus/Alertmanager services (listening on all interfaces) when allowed;
+# a policy-rc.d answering 101 forbids the start during the install, and the units are disabled
+# afterwards so a reboot does not start them either. The stack runs its own copies on loopback.
+system_deps() {
+  local wanted=("$@") missing=() pkg
+  ((${#wanted[@]})) || read -r -a wanted <<<"$SYSTEM_PACKAGES"
+  for pkg in "${wanted[@]}"; do has_package "$pkg" || missing+=("$pkg"); done
+  ((${#missing[@]})) || return 0
+  local cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+  if ! command -v apt-get >/dev/null; then
+    log "missing: ${missing[*]}. Not a Debian/Ubuntu machine: install their equivalents (Prometheus >= $PROMETHEUS_MIN_VERSION with promtool, Alertmanager >= $ALERTMANAGER_MIN_VERSION, Python's venv) so they are on PATH."
+    return 1
+  fi
+  if ((EUID != 0)); then
+    log "missing system packages: ${missing[*]}. Install them as root, then run make again:"
+    printf '\n    sudo sh -c "%s"\n\n' "$cmd" >&2
+    return 1
+  fi
+  local apt_log=$cache/system-deps.log t0=$SECONDS
+  local policy=${MODELDEPLOY_POLICY_RC_D:-/usr/sbin/policy-rc.d} # overridden by tests only
+  mkdir -p "$cache"
+  if [[ ! -e $policy ]]; then
+    own_policy=$policy # global: the EXIT trap removes it, even after Ctrl-C
+    trap 'rm -f "$own_policy"' EXIT
+    printf '#!/bin/sh\n# written by modeldeploy dev/build-tools.sh during apt-get install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
+  log "system packages: apt-get update (log: $apt_log)"
+  if ! apt-get update -q >"$apt_log" 2>&1; then
+    tail -20 "$apt_log" >&2; log "apt-get update failed"; return 1
+  fi
+  log "system packages: apt-get install --no-install-recommends ${missing[*]} ($((SECONDS - t0))s so far)"
+  local show status
+  show="^(Need to get|Setting up ($(IFS='|'; echo "${missing[*]}")) )"
+  set +e
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" 2>&1 |
+    tee -a "$apt_log" | grep --line-buffered -E "$show" >&2
+  status=${PIPESTATUS[0]}
+  set -e
+  [[ -z ${own_policy:-} ]] || rm -f "$own_policy"
+  if ((status != 0)); then tail -20 "$apt_log" >&2; log "apt-get install failed ($status)"; return 1; fi
+  disable_services "${missing[@]}"
+  for pkg in "${missing[@]}"; do
+    has_package "$pkg" || { log "$pkg: installed but still not usable (see $apt_log)"; return 1; }
+  done
+  log "system packages: installed ${missing[*]} in $((SECONDS - t0))s"
+}
+
+# disable_services PKG...: stop and disable the services these (just installed) packages ship.
+disable_services() {
+  local pkg name
+  for pkg in "$@"; do
+    for name in $(dpkg -L "$pkg" 2>/dev/null |
+      sed -n -e 's#^\(/usr\)\{0,1\}/lib/systemd/system/\([^/]*\)\.service$#\2#p' -e 's#^/etc/init\.d/##p' | sort -u); do
+      if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now "$name.service" >/dev/null 2>&1 || true
+      elif [[ -x /etc/init.d/$name ]]; then
+        { "/etc/init.d/$name" status && "/etc/init.d/$name" stop; } >/dev/null 2>&1 || true
+        update-rc.d "$name" disable >/dev/null 2>&1 || true
+      fi
+      log "system packages: service $name stopped and disabled (the stack runs its own, on loopback)"
+    done
+  done
+}
+
+if [[ ${1:-} == --system-deps ]]; then
+  shift
+  system_deps "$@"
+  exit
+fi
 
 if [[ ${1:-} == --print-dir ]]; then
   printf 'KUBE_BIN=%s\nKWOK_BIN=%s\nHELM_BIN=%s\nETCD_BIN=%s\n' "$k8s_dir" "$kwok_dir" "$helm_dir" "$etcd_dir"

@@ -18,11 +18,13 @@ more namespaces (a ~0.5 s list loop in a background thread) and keeps local real
   (`Stack.add_scrape_target`) when a ServiceMonitor in a watched namespace selects a Service
   whose selector matches the pod. Its labels are what the Prometheus Operator would give
   (namespace, service, pod, container, endpoint, job = the Service name or the `jobLabel`), then
-  the endpoint's own `relabelings` applied (replace, keep, drop, labelmap, labeldrop, labelkeep,
-  lowercase, uppercase on `__meta_kubernetes_*` labels), so the operator's relabeling is
-  exercised, not re-implemented. The endpoint's `path` becomes `__metrics_path__`; its
-  `interval` is ignored (the stack scrapes every 2 s). When the monitoring CRDs are not installed,
-  every managed pod is scraped with the labels our ServiceMonitor would give.
+  the endpoint's own `relabelings` applied with Prometheus' semantics (every action the
+  Prometheus Operator accepts, on the `__meta_kubernetes_*` labels of the endpoints role:
+  `_label_`/`_labelpresent_`, `_annotation_`/`_annotationpresent_` of the pod and the Service),
+  so the operator's relabeling is exercised, not re-implemented. The endpoint's `path` becomes
+  `__metrics_path__`; its `interval` is ignored (the stack scrapes every 2 s). When the
+  monitoring CRDs are not installed, every managed pod is scraped with the labels our
+  ServiceMonitor would give.
 * **PrometheusRule → rule files.** Each PrometheusRule in a watched namespace becomes
   `<stack>/prometheus/rules/podrunner-<ns>-<name>.yml` (checked with `promtool check rules` when
   it is installed, standing in for the Prometheus Operator's admission webhook: an invalid
@@ -44,6 +46,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -189,6 +192,7 @@ class LocalPods:
         self._thread: threading.Thread | None = None
         self._stoppers: list[threading.Thread] = []
         self._errors = 0
+        self._warned: set[str] = set()  # ServiceMonitors already warned about
         self.ticks = 0
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -619,83 +623,15 @@ class LocalPods:
     def _monitored_labels(
         self, pod: Any, proc: PodProcess, monitors: list[dict[str, Any]], services: list[Any]
     ) -> dict[str, str] | None:
-        """The first ServiceMonitor endpoint that reaches this pod through a Service, relabeled
-        the way the Prometheus Operator's generated scrape config would."""
-        pod_labels = pod.metadata.labels or {}
-        for sm in sorted(
-            monitors, key=lambda m: (m["metadata"]["namespace"], m["metadata"]["name"])
-        ):
-            spec = sm.get("spec") or {}
-            sm_ns = sm["metadata"]["namespace"]
-            nss = spec.get("namespaceSelector") or {}
-            if not nss.get("any") and proc.namespace not in (nss.get("matchNames") or [sm_ns]):
-                continue
-            for svc in services:
-                svc_sel = svc.spec.selector or {}
-                if (
-                    svc.metadata.namespace != proc.namespace
-                    or not svc_sel
-                    or not _subset(svc_sel, pod_labels)
-                    or not _selects(spec.get("selector") or {}, svc.metadata.labels or {})
-                ):
-                    continue
-                for ep in spec.get("endpoints") or []:
-                    labels = self._endpoint_labels(pod, proc, sm, svc, ep)
-                    if labels is not None:
-                        return labels
-        return None
-
-    def _endpoint_labels(
-        self, pod: Any, proc: PodProcess, sm: dict[str, Any], svc: Any, ep: dict[str, Any]
-    ) -> dict[str, str] | None:
-        port_name = ep.get("port")
-        svc_ports = {p.name for p in svc.spec.ports or []}
-        if port_name and port_name not in svc_ports:
-            return None
-        container = next(
-            (c for c in pod.spec.containers if c.name == CONTAINER), pod.spec.containers[0]
-        )
-        meta = {
-            "__address__": f"127.0.0.1:{proc.port}",
-            "__metrics_path__": ep.get("path") or "/metrics",
-            "__meta_kubernetes_namespace": proc.namespace,
-            "__meta_kubernetes_service_name": svc.metadata.name,
-            "__meta_kubernetes_pod_name": proc.pod,
-            "__meta_kubernetes_pod_container_name": container.name,
-            "__meta_kubernetes_pod_node_name": pod.spec.node_name or "",
-            "__meta_kubernetes_pod_ip": "127.0.0.1",
-            "__meta_kubernetes_pod_uid": proc.uid,
-            "__meta_kubernetes_endpoint_port_name": port_name or "",
-        }
-        for prefix, labels in (
-            ("__meta_kubernetes_pod_label_", pod.metadata.labels),
-            ("__meta_kubernetes_pod_annotation_", pod.metadata.annotations),
-            ("__meta_kubernetes_service_label_", svc.metadata.labels),
-            ("__meta_kubernetes_service_annotation_", svc.metadata.annotations),
-        ):
-            for k, v in (labels or {}).items():
-                meta[prefix + _sanitize(k)] = v
-                meta[prefix.replace("_label_", "_labelpresent_") + _sanitize(k)] = "true"
-        job_label = (sm.get("spec") or {}).get("jobLabel")
-        job = (svc.metadata.labels or {}).get(job_label, "") if job_label else ""
-        meta.update(
-            namespace=proc.namespace,
-            service=svc.metadata.name,
-            pod=proc.pod,
-            container=container.name,
-            job=job or svc.metadata.name,
-        )
-        if port_name:
-            meta["endpoint"] = port_name
-        if ep.get("metricRelabelings"):
-            log.warning("%s: metricRelabelings are not applied locally", sm["metadata"]["name"])
-        relabeled = relabel(meta, ep.get("relabelings") or [])
-        if relabeled is None:
-            return None
-        out = {k: v for k, v in relabeled.items() if not k.startswith("__") and v != ""}
-        if relabeled.get("__metrics_path__", "/metrics") != "/metrics":
-            out["__metrics_path__"] = relabeled["__metrics_path__"]
-        return out
+        labels = monitored_target_labels(pod, f"127.0.0.1:{proc.port}", monitors, services)
+        for sm in monitors:
+            for ep in (sm.get("spec") or {}).get("endpoints") or []:
+                if ep.get("metricRelabelings") and sm["metadata"]["name"] not in self._warned:
+                    self._warned.add(sm["metadata"]["name"])
+                    log.warning(
+                        "%s: metricRelabelings are not applied locally", sm["metadata"]["name"]
+                    )
+        return labels
 
     def _drop_target(self, proc: PodProcess) -> None:
         if proc.target is not None:
@@ -820,6 +756,7 @@ def _expand(value: str, env: Mapping[str, str]) -> str:
 
 
 def _sanitize(name: str) -> str:
+    """Kubernetes SD's label-name sanitising: anything but [a-zA-Z0-9_] becomes `_`."""
     return re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
@@ -832,7 +769,8 @@ def _subset(small: Mapping[str, str], big: Mapping[str, str]) -> bool:
 
 
 def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector (matchLabels and matchExpressions) against labels."""
+    """A metav1.LabelSelector (matchLabels and matchExpressions, ANDed) against labels; the empty
+    selector selects everything, as a ServiceMonitor's `selector: {}` does."""
     if not _subset(selector.get("matchLabels") or {}, labels):
         return False
     for expr in selector.get("matchExpressions") or []:
@@ -848,15 +786,141 @@ def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     return True
 
 
-def _prom_replacement(replacement: str) -> str:
-    """Prometheus' $1 / ${1} / ${name} → Python's \\g<1>."""
-    out = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: f"\\g<{m.group(1) or m.group(2)}>", replacement)
-    return out.replace("$$", "$")
+def sd_meta_labels(
+    kind: str, labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Prometheus' Kubernetes service discovery labels for one object's labels and annotations
+    (`kind` is `pod` or `service`): `__meta_kubernetes_<kind>_label_<name>` and
+    `..._annotation_<name>` carry the value, `..._labelpresent_<name>` and
+    `..._annotationpresent_<name>` are "true"; names are sanitised."""
+    out: dict[str, str] = {}
+    for what, items in (("label", labels), ("annotation", annotations)):
+        for key, value in (items or {}).items():
+            name = _sanitize(key)
+            out[f"__meta_kubernetes_{kind}_{what}_{name}"] = value
+            out[f"__meta_kubernetes_{kind}_{what}present_{name}"] = "true"
+    return out
+
+
+def monitored_target_labels(
+    pod: Any, address: str, monitors: list[dict[str, Any]], services: list[Any]
+) -> dict[str, str] | None:
+    """The first ServiceMonitor endpoint that reaches `pod` through a Service, relabeled the way
+    the Prometheus Operator's generated scrape config would; None when nothing selects it.
+
+    A ServiceMonitor reaches a pod when its `namespaceSelector` (`any`, `matchNames`, or by
+    default its own namespace) covers the pod's namespace, its `selector` selects a Service there
+    and that Service's (non-empty) selector matches the pod's labels. (The real thing makes one
+    target per matching endpoint; locally a process has one set of labels.)"""
+    namespace = pod.metadata.namespace
+    pod_labels = pod.metadata.labels or {}
+    for sm in sorted(monitors, key=lambda m: (m["metadata"]["namespace"], m["metadata"]["name"])):
+        spec = sm.get("spec") or {}
+        nss = spec.get("namespaceSelector") or {}
+        if not nss.get("any") and namespace not in (
+            nss.get("matchNames") or [sm["metadata"]["namespace"]]
+        ):
+            continue
+        for svc in sorted(services, key=lambda s: str(s.metadata.name)):
+            svc_sel = svc.spec.selector or {}
+            if (
+                svc.metadata.namespace != namespace
+                or not svc_sel
+                or not _subset(svc_sel, pod_labels)
+                or not _selects(spec.get("selector") or {}, svc.metadata.labels or {})
+            ):
+                continue
+            for ep in spec.get("endpoints") or []:
+                labels = endpoint_target_labels(pod, address, sm, svc, ep)
+                if labels is not None:
+                    return labels
+    return None
+
+
+def endpoint_target_labels(
+    pod: Any, address: str, sm: dict[str, Any], svc: Any, ep: dict[str, Any]
+) -> dict[str, str] | None:
+    """One ServiceMonitor endpoint's target labels for `pod` behind `svc`: the `__meta_kubernetes_*`
+    labels of the endpoints role, the Prometheus Operator's own labels (namespace, service, pod,
+    container, endpoint, job), then the endpoint's `relabelings`. None when the endpoint names a
+    port the Service does not have, or a keep/drop removes the target."""
+    port_name = ep.get("port")
+    if port_name and port_name not in {p.name for p in svc.spec.ports or []}:
+        return None
+    container = next(
+        (c for c in pod.spec.containers if c.name == CONTAINER), pod.spec.containers[0]
+    )
+    meta = {
+        "__address__": address,
+        "__metrics_path__": ep.get("path") or "/metrics",
+        "__meta_kubernetes_namespace": pod.metadata.namespace,
+        "__meta_kubernetes_service_name": svc.metadata.name,
+        "__meta_kubernetes_pod_name": pod.metadata.name,
+        "__meta_kubernetes_pod_container_name": container.name,
+        "__meta_kubernetes_pod_node_name": pod.spec.node_name or "",
+        "__meta_kubernetes_pod_ip": "127.0.0.1",
+        "__meta_kubernetes_pod_uid": pod.metadata.uid or "",
+        "__meta_kubernetes_endpoint_port_name": port_name or "",
+        **sd_meta_labels("pod", pod.metadata.labels, pod.metadata.annotations),
+        **sd_meta_labels("service", svc.metadata.labels, svc.metadata.annotations),
+    }
+    # The Operator's generated relabelings: job is the Service name unless the Service has a
+    # non-empty value for the ServiceMonitor's jobLabel.
+    job_label = (sm.get("spec") or {}).get("jobLabel")
+    job = (svc.metadata.labels or {}).get(job_label, "") if job_label else ""
+    meta.update(
+        namespace=pod.metadata.namespace,
+        service=svc.metadata.name,
+        pod=pod.metadata.name,
+        container=container.name,
+        job=job or svc.metadata.name,
+    )
+    if port_name:
+        meta["endpoint"] = port_name
+    relabeled = relabel(meta, ep.get("relabelings") or [])
+    if relabeled is None:
+        return None
+    out = {k: v for k, v in relabeled.items() if not k.startswith("__") and v != ""}
+    if relabeled.get("__metrics_path__", "/metrics") != "/metrics":
+        out["__metrics_path__"] = relabeled["__metrics_path__"]
+    return out
+
+
+_TEMPLATE_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+)|\$)")
+
+
+def expand_template(template: str, match: re.Match[str]) -> str:
+    """Go's `Regexp.Expand`, which Prometheus uses for `replacement` and `targetLabel`: `$1`,
+    `${1}`, `$name`, `${name}`; `$$` is a literal `$`; `$name` takes the longest run of word
+    characters (`$1x` is the group named `1x`); a group that does not exist or did not take part
+    expands to nothing; a `$` not followed by a name stays as it is."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1) or m.group(2)
+        try:
+            value = match.group(int(name) if name.isdigit() else name)
+        except IndexError:  # no such group
+            return ""
+        return value or ""
+
+    return _TEMPLATE_VAR.sub(sub, template)
+
+
+def _hashmod(value: str, modulus: int) -> int:
+    """Prometheus' hashmod: the low 64 bits of the value's MD5, big-endian, modulo `modulus`."""
+    digest = hashlib.md5(value.encode()).digest()
+    return int.from_bytes(digest[8:], "big") % modulus
 
 
 def relabel(labels: Mapping[str, str], configs: list[dict[str, Any]]) -> dict[str, str] | None:
-    """Prometheus relabeling (the Prometheus Operator's camelCase field names) of one target;
-    None when a keep/drop removes it. hashmod is not supported."""
+    """Prometheus relabeling of one target with the Prometheus Operator's field names
+    (`sourceLabels`, `separator`, `targetLabel`, `regex`, `modulus`, `replacement`, `action`;
+    actions in either case); None when a keep, drop, keepequal or dropequal removes the target.
+
+    Defaults as Prometheus': action replace, separator `;`, regex `(.*)` anchored at both ends,
+    replacement `$1`. A label with an empty value is an absent label."""
     out = dict(labels)
     for cfg in configs:
         action = str(cfg.get("action", "replace")).lower()
@@ -864,35 +928,42 @@ def relabel(labels: Mapping[str, str], configs: list[dict[str, Any]]) -> dict[st
         source = str(cfg.get("separator", ";")).join(
             out.get(name, "") for name in cfg.get("sourceLabels") or []
         )
-        target = cfg.get("targetLabel", "")
+        target = str(cfg.get("targetLabel", ""))
+        replacement = str(cfg.get("replacement", "$1"))
         if action == "replace":
             m = regex.match(source)
-            if m:
-                value = m.expand(_prom_replacement(str(cfg.get("replacement", "$1"))))
-                if value:
-                    out[target] = value
-                else:
-                    out.pop(target, None)
+            if m is None:
+                continue  # no match, no change
+            name = expand_template(target, m)
+            value = expand_template(replacement, m)
+            if not _LABEL_NAME.fullmatch(name) or not value:
+                out.pop(target, None)
+            else:
+                out[name] = value
         elif action in ("lowercase", "uppercase"):
             out[target] = source.lower() if action == "lowercase" else source.upper()
-        elif action == "keep":
-            if not regex.match(source):
+        elif action == "hashmod":
+            out[target] = str(_hashmod(source, int(cfg["modulus"])))
+        elif action in ("keep", "drop"):
+            if bool(regex.match(source)) != (action == "keep"):
                 return None
-        elif action == "drop":
-            if regex.match(source):
+        elif action in ("keepequal", "dropequal"):
+            if (out.get(target, "") == source) != (action == "keepequal"):
                 return None
         elif action == "labelmap":
-            repl = _prom_replacement(str(cfg.get("replacement", "$1")))
             for name, value in list(out.items()):
                 m = regex.match(name)
                 if m:
-                    out[m.expand(repl)] = value
+                    out[expand_template(replacement, m)] = value
         elif action in ("labeldrop", "labelkeep"):
             drop = action == "labeldrop"
             out = {k: v for k, v in out.items() if bool(regex.match(k)) != drop}
         else:
             raise ValueError(f"relabel action {action!r} is not supported locally")
-    return out
+    return {k: v for k, v in out.items() if v != ""}
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,27 +5,39 @@ Everything runs as local processes on loopback ports picked at start, under one 
 
     env             shell file to `source`: KUBECONFIG, MLFLOW_TRACKING_URI, PROMETHEUS_URL, ...
     state.json      what runs: per part its pid (or kwok cluster name) and ports
-    logs/<part>.log each part's output
+    logs/<part>.log each part's output (logs/supervisor.log: restarts)
     kubeconfig      admin kubeconfig of the cluster
-    kwok/           kwokctl's work folder (the cluster's processes, certificates, etcd data)
+    kwok/           kwokctl's work folder (kwok.yaml: our KwokctlConfiguration; clusters/<name>/:
+                    the cluster's certificates, etcd data, pids/ and logs/ of its components)
     mlflow/         sqlite registry and artifact store
     prometheus/     prometheus.yml, rules/*.yml, targets/*.json (file service discovery), data
     alertmanager/   alertmanager.yml, data
 
-`up` is idempotent: a part that is running and healthy is left alone. `down` stops every process
-the stack started, and then any process still naming the state folder in its arguments, so
-nothing is left listening. The pytest fixtures (tests/conftest.py) drive the same class.
+Everything listens on 127.0.0.1 only: etcd (client and peer), the API server, controller-manager,
+scheduler and kwok through kwokctl's `bindAddress`, MLflow, Prometheus and Alertmanager (its
+clustering off) through their flags. Nothing here has authentication worth the name (etcd hands
+out Secrets to anyone who can reach it), so nothing may be reachable from the network.
 
-Usage: python dev/stack.py up [part ...] | down | status | env
+`up` is idempotent: a part that is running and healthy is left alone. It also starts the
+supervisor (`stack.py supervise`, see `Supervisor`), which restarts a part or a cluster component
+that exited, with back-off: after an API-server outage of 10-20 s or more the scheduler and the
+controller-manager lose their leader lease and exit, and would otherwise stay down. `down` stops
+the supervisor, every process the stack started, and then any process still naming the state
+folder in its arguments, so nothing is left listening. The pytest fixtures (tests/conftest.py)
+drive the same class.
+
+Usage: python dev/stack.py up [part ...] | down | status | env | supervise ROOT
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,10 +45,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +64,12 @@ NODE_COUNT = 3
 SCRAPE_INTERVAL = "2s"
 EVALUATION_INTERVAL = "2s"
 RESEND_DELAY = "5s"
+LOOPBACK = "127.0.0.1"
+# The supervisor: checks every second; restarts at once, then after 1 s, 2 s, 4 s ... at most
+# 15 s while a component keeps exiting; a component up for a minute starts again from 1 s.
+SUPERVISE_INTERVAL = 1.0
+RESTART_BACKOFF_MAX = 15.0
+RESTART_STABLE_AFTER = 60.0
 
 
 class PartFailed(RuntimeError):
@@ -134,8 +153,30 @@ def read_versions() -> dict[str, str]:
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
-            out[key] = value
+            out[key.strip()] = value.strip().strip('"')
     return out
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """The first dotted version in `text` ("prometheus, version 2.42.0+ds (...)" → (2, 42, 0))."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else ()
+
+
+def require_version(part: str, binary: str, minimum: str) -> None:
+    """Fails the part, naming the fix, when `binary --version` is older than `minimum`
+    (dev/versions.env): an old Prometheus rejects rule fields the operator renders."""
+    res = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    found = version_tuple(res.stdout + res.stderr)
+    if found < version_tuple(minimum):
+        shown = ".".join(map(str, found)) or "unknown"
+        raise PartFailed(
+            part,
+            f"{binary} is version {shown}; the stack needs >= {minimum} "
+            "(dev/versions.env). Install a newer one on PATH.",
+        )
 
 
 @dataclass(frozen=True)
@@ -186,6 +227,28 @@ class Stack:
         self.cluster_name = (
             "modeldeploy" if self.root == (REPO / ".stack").resolve() else f"md-{digest}"
         )
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+        self._thread_lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Holds the state folder's lock (flock on state.lock; re-entrant within a process), so
+        the supervisor and `up`/`down` in other processes never act on the same part at once."""
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                self.root.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.root / "state.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    os.close(self._lock_fd)  # releases the flock
+                    self._lock_fd = None
 
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -195,16 +258,23 @@ class Stack:
             return {}
 
     def _save(self, part: str, info: dict[str, Any] | None) -> None:
-        st = self.state()
-        if info is None:
-            st.pop(part, None)
-        else:
-            st[part] = info
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(st, indent=2))
-        tmp.replace(self.state_file)
-        self._write_env(st)
+        with self.locked():
+            st = self.state()
+            if info is None:
+                st.pop(part, None)
+            else:
+                st[part] = info
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(st, indent=2))
+            tmp.replace(self.state_file)
+            self._write_env(st)
+
+    def _update(self, part: str, **changes: Any) -> None:
+        with self.locked():
+            info = self.state().get(part)
+            if info is not None:
+                self._save(part, {**info, **changes})
 
     def env(self) -> dict[str, str]:
         """The variables the env file exports, for the parts that run."""
@@ -283,13 +353,28 @@ class Stack:
         for part in wanted:
             if self.healthy(part):
                 log(f"{part}: already running")
-                continue
-            self._stop_part(part)  # leftovers of a crashed run
-            log(f"{part}: starting")
-            t0 = time.monotonic()
-            STARTERS[part](self, build)
-            log(f"{part}: ready in {time.monotonic() - t0:.1f}s")
+            else:
+                self._stop_part(part)  # leftovers of a crashed run
+                log(f"{part}: starting")
+                t0 = time.monotonic()
+                STARTERS[part](self, build)
+                log(f"{part}: ready in {time.monotonic() - t0:.1f}s")
+            self._update(part, ready=True)  # from now on the supervisor restarts it
+            self.ensure_supervisor()
         return self.env()
+
+    def ensure_supervisor(self) -> None:
+        """Starts `stack.py supervise ROOT` unless one runs for this stack."""
+        with self.locked():
+            info = self.state().get("supervisor")
+            if info and is_supervisor(int(info["pid"])):
+                return
+            proc = spawn(
+                [sys.executable, str(Path(__file__).resolve()), "supervise", str(self.root)],
+                self.logs / "supervisor.log",
+            )
+            self._save("supervisor", {"pid": proc.pid, "restarts": {}})
+            log(f"supervisor: started (pid {proc.pid}, log {self.logs / 'supervisor.log'})")
 
     def down(self) -> None:
         # Processes started for this stack by others (the demo's operator) go first.
@@ -307,15 +392,40 @@ class Stack:
         log("stack stopped")
 
     def _stop_part(self, part: str) -> None:
-        info = self.state().get(part)
-        if not info:
-            return
+        # Forgotten first (under the lock), so the supervisor does not start it again.
+        with self.locked():
+            info = self.state().get(part)
+            if not info:
+                return
+            self._save(part, None)
         if part == "cluster":
             self._kwokctl(info["path"], "delete", "cluster", check=False)
         else:
             terminate(int(info["pid"]))
-        self._save(part, None)
         log(f"{part}: stopped")
+
+    @property
+    def kwok_cluster_dir(self) -> Path:
+        return self.root / "kwok" / "clusters" / self.cluster_name
+
+    def cluster_pids(self) -> dict[str, int]:
+        """The cluster's component processes, from kwokctl's pid files (component → pid)."""
+        out = {}
+        for path in sorted((self.kwok_cluster_dir / "pids").glob("*.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                out[path.stem] = int(path.read_text().strip())
+        return out
+
+    def pids(self) -> dict[str, int]:
+        """Every process this stack started and knows about (part or component → pid)."""
+        out = {
+            name: int(info["pid"])
+            for name, info in self.state().items()
+            if isinstance(info, dict) and "pid" in info
+        }
+        if "cluster" in self.state():
+            out.update(self.cluster_pids())
+        return out
 
     def _kill_strays(self) -> None:
         """Any process whose command line names the state folder was started by this stack."""
@@ -371,7 +481,7 @@ class Stack:
         kubeconfig = self.root / "kubeconfig"
         kubeconfig.unlink(missing_ok=True)
         (self.root / "kwok").mkdir(exist_ok=True)
-        (self.root / "kwok" / "kwok.yaml").touch()
+        write_yaml(self.root / "kwok" / "kwok.yaml", kwokctl_config())
         path = bins.path_dirs()
         log_path = self.logs / "cluster.log"
         with log_path.open("w") as out:
@@ -439,9 +549,77 @@ class Stack:
         )
 
     def start_mlflow(self, build: bool) -> None:
+        (self.root / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
+        self._start_process("mlflow", free_port())
+
+    def start_alertmanager(self, build: bool) -> None:
+        d = self.root / "alertmanager"
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        webhook = f"http://127.0.0.1:{self.operator_ports()['webhook']}/alerts/alertmanager"
+        write_yaml(d / "alertmanager.yml", alertmanager_config(webhook, self._token_file()))
+        self._start_process("alertmanager", free_port())
+
+    def start_prometheus(self, build: bool) -> None:
+        d = self.root / "prometheus"
+        for sub in ("rules", "targets", "data"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        am = self.state().get("alertmanager")
+        write_yaml(d / "prometheus.yml", prometheus_config(d, am["port"] if am else None))
+        self._start_process("prometheus", free_port())
+
+    def _start_process(self, part: str, port: int) -> None:
+        cmd, env = self.command(part, port)
+        log_path = self.logs / f"{part}.log"
+        proc = spawn(cmd, log_path, env)
+        self._save(part, {"pid": proc.pid, "port": port})
+        wait_for(
+            lambda: http_ok(f"http://127.0.0.1:{port}{HEALTH_PATHS[part]}"),
+            120 if part == "mlflow" else 60,
+            f"{HEALTH_PATHS[part]} answer",
+            part,
+            log_path,
+            proc,
+        )
+
+    def command(self, part: str, port: int) -> tuple[list[str], dict[str, str] | None]:
+        """The command line (and environment, None: inherit) of a process part on `port`, with
+        the config files `start_<part>` wrote; the supervisor restarts a part with the same."""
+        if part == "mlflow":
+            return self._mlflow_command(port)
+        if part == "alertmanager":
+            binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+            if not binary:
+                raise PartFailed(part, f"prometheus-alertmanager is not installed ({SYSTEM_DEPS})")
+            require_version(part, binary, read_versions()["ALERTMANAGER_MIN_VERSION"])
+            d = self.root / "alertmanager"
+            return [
+                binary,
+                f"--config.file={d / 'alertmanager.yml'}",
+                f"--storage.path={d / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{port}",
+                "--cluster.listen-address=",  # no clustering: no gossip port at all
+            ], None
+        if part == "prometheus":
+            binary = shutil.which("prometheus")
+            if not binary:
+                raise PartFailed(part, f"prometheus is not installed ({SYSTEM_DEPS})")
+            require_version(part, binary, read_versions()["PROMETHEUS_MIN_VERSION"])
+            d = self.root / "prometheus"
+            return [
+                binary,
+                f"--config.file={d / 'prometheus.yml'}",
+                f"--storage.tsdb.path={d / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{port}",
+                "--web.enable-lifecycle",
+                # A reload (new rules) empties the notifier's Alertmanager list for up to 5s;
+                # alerts that start firing then are dropped and, by default, sent again only a
+                # minute later. Re-sending every 5s bounds that loss (docs/alerting.md).
+                f"--rules.alert.resend-delay={RESEND_DELAY}",
+            ], None
+        raise ValueError(f"{part} is not a process part")
+
+    def _mlflow_command(self, port: int) -> tuple[list[str], dict[str, str]]:
         d = self.root / "mlflow"
-        (d / "artifacts").mkdir(parents=True, exist_ok=True)
-        port = free_port()
         mlflow = Path(sys.executable).parent / "mlflow"
         env = dict(
             os.environ,
@@ -457,7 +635,7 @@ class Stack:
             str(mlflow),
             "server",
             "--host",
-            "127.0.0.1",
+            LOOPBACK,
             "--port",
             str(port),
             "--backend-store-uri",
@@ -467,82 +645,7 @@ class Stack:
             "--workers",
             "1",
         ]
-        proc = spawn(cmd, self.logs / "mlflow.log", env)
-        self._save("mlflow", {"pid": proc.pid, "port": port})
-        wait_for(
-            lambda: http_ok(f"http://127.0.0.1:{port}/health"),
-            120,
-            "/health answer",
-            "mlflow",
-            self.logs / "mlflow.log",
-            proc,
-        )
-
-    def start_alertmanager(self, build: bool) -> None:
-        d = self.root / "alertmanager"
-        (d / "data").mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        webhook = f"http://127.0.0.1:{self.operator_ports()['webhook']}/alerts/alertmanager"
-        write_yaml(d / "alertmanager.yml", alertmanager_config(webhook, self._token_file()))
-        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-        if not binary:
-            raise PartFailed(
-                "alertmanager",
-                "prometheus-alertmanager is not installed "
-                "(apt-get install prometheus-alertmanager; .ci/run does it)",
-            )
-        cmd = [
-            binary,
-            f"--config.file={d / 'alertmanager.yml'}",
-            f"--storage.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ]
-        proc = spawn(cmd, self.logs / "alertmanager.log")
-        self._save("alertmanager", {"pid": proc.pid, "port": port})
-        wait_for(
-            lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
-            60,
-            "/-/ready answer",
-            "alertmanager",
-            self.logs / "alertmanager.log",
-            proc,
-        )
-
-    def start_prometheus(self, build: bool) -> None:
-        d = self.root / "prometheus"
-        for sub in ("rules", "targets", "data"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        am = self.state().get("alertmanager")
-        write_yaml(d / "prometheus.yml", prometheus_config(d, am["port"] if am else None))
-        port = free_port()
-        binary = shutil.which("prometheus")
-        if not binary:
-            raise PartFailed(
-                "prometheus",
-                "prometheus is not installed (apt-get install prometheus; .ci/run does it)",
-            )
-        cmd = [
-            binary,
-            f"--config.file={d / 'prometheus.yml'}",
-            f"--storage.tsdb.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-            # A reload (new rules) empties the notifier's Alertmanager list for up to 5s;
-            # alerts that start firing then are dropped and, by default, sent again only a
-            # minute later. Re-sending every 5s bounds that loss (docs/alerting.md).
-            f"--rules.alert.resend-delay={RESEND_DELAY}",
-        ]
-        proc = spawn(cmd, self.logs / "prometheus.log")
-        self._save("prometheus", {"pid": proc.pid, "port": port})
-        wait_for(
-            lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
-            60,
-            "/-/ready answer",
-            "prometheus",
-            self.logs / "prometheus.log",
-            proc,
-        )
+        return cmd, env
 
     # --- helpers for tests and the demo ----------------------------------------------------
     def add_scrape_target(
@@ -653,6 +756,9 @@ def install_monitoring_crds(kubectl: list[str]) -> None:
 
 
 HEALTH_PATHS = {"mlflow": "/health", "prometheus": "/-/ready", "alertmanager": "/-/ready"}
+SYSTEM_DEPS = (
+    "run `make system-deps` as root; it installs the Debian packages dev/versions.env names"
+)
 STARTERS: dict[str, Callable[[Stack, bool], None]] = {
     "cluster": Stack.start_cluster,
     "mlflow": Stack.start_mlflow,
@@ -712,6 +818,168 @@ def write_yaml(path: Path, data: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     tmp.replace(path)
+
+
+def kwokctl_config() -> dict[str, Any]:
+    """kwokctl's configuration file: every component on loopback. `bindAddress` (default
+    0.0.0.0) is what kwokctl passes to etcd's client and peer URLs, the API server's, the
+    controller-manager's and the scheduler's --bind-address and kwok's --server-address.
+
+    The API server also advertises loopback instead of the host's address. Kubernetes refuses a
+    loopback address in the `kubernetes` Service's endpoints (and would log that every 10 s), so
+    the API server does not maintain them: nothing runs in a pod here that would call it."""
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {"bindAddress": LOOPBACK},
+        "componentsPatches": [
+            {
+                "name": "kube-apiserver",
+                "extraArgs": [
+                    {"key": "advertise-address", "value": LOOPBACK},
+                    {"key": "endpoint-reconciler-type", "value": "none"},
+                ],
+            }
+        ],
+    }
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def is_supervisor(pid: int) -> bool:
+    return pid_alive(pid) and " supervise " in _cmdline(pid)
+
+
+class Supervisor:
+    """Restarts what a stack started when it exits, with back-off; logs each restart.
+
+    Watches, every SUPERVISE_INTERVAL, the process parts (MLflow, Alertmanager, Prometheus: started
+    again with the same command on the same port, so URLs in .stack/env stay valid) and the
+    cluster's components (from kwokctl's pid files; `kwokctl start cluster` starts the ones that
+    are not running, with kwokctl's own command lines). Only parts `up` has marked ready are
+    watched: a part that fails to start is `up`'s error, not a crash loop. Restart counts go to
+    state.json (`supervisor.restarts`). Exits when the stack has no part left or another
+    supervisor took over; `down` stops it first.
+
+    A dead process may linger as a zombie when nothing reaps orphans (PID 1 in some containers),
+    and kwokctl counts a zombie as running; so liveness is `pid_alive` (zombie = dead), and the
+    pid file of a dead component is removed before kwokctl is asked to start it."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.failures: dict[str, int] = {}
+        self.last_restart: dict[str, float] = {}
+        self.next_try: dict[str, float] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        log(f"supervisor: watching {self.stack.root} (pid {os.getpid()})")
+        while not stop.wait(SUPERVISE_INTERVAL):
+            st = self.stack.state()
+            if st.get("supervisor", {}).get("pid") != os.getpid():
+                log("supervisor: another supervisor took over; exiting")
+                return
+            if not any(part in st for part in PARTS):
+                log("supervisor: no part left to watch; exiting")
+                self.stack._save("supervisor", None)
+                return
+            try:
+                self.check(st)
+            except Exception as exc:  # keep watching whatever one check hit
+                log(f"supervisor: check failed: {exc!r}")
+        log("supervisor: stopped")
+
+    def check(self, st: dict[str, Any]) -> None:
+        self.children = [c for c in self.children if c.poll() is None]  # reap
+        for part in ("mlflow", "alertmanager", "prometheus"):
+            info = st.get(part) or {}
+            pid = int(info.get("pid", 0))
+            if info.get("ready") and not pid_alive(pid) and self._due(part):
+                self._restart_part(part, pid)
+        cluster = st.get("cluster")
+        if cluster and cluster.get("ready"):
+            dead = {n: pid for n, pid in self.stack.cluster_pids().items() if not pid_alive(pid)}
+            if dead and self._due("cluster"):
+                self._restart_components(dead)
+
+    def _due(self, key: str) -> bool:
+        """Back-off: at once, then 1 s, 2 s ... RESTART_BACKOFF_MAX; reset after a stable run."""
+        now = time.monotonic()
+        if now < self.next_try.get(key, 0.0):
+            return False
+        if now - self.last_restart.get(key, -RESTART_STABLE_AFTER) >= RESTART_STABLE_AFTER:
+            self.failures[key] = 0
+        self.next_try[key] = now + min(2.0 ** self.failures[key], RESTART_BACKOFF_MAX)
+        self.failures[key] += 1
+        self.last_restart[key] = now
+        return True
+
+    def _count(self, names: Iterable[str]) -> None:
+        info = self.stack.state().get("supervisor") or {}
+        restarts = dict(info.get("restarts") or {})
+        for name in names:
+            restarts[name] = restarts.get(name, 0) + 1
+        self.stack._update("supervisor", restarts=restarts)
+
+    def _restart_part(self, part: str, pid: int) -> None:
+        with self.stack.locked():
+            info = self.stack.state().get(part)
+            if not info or int(info["pid"]) != pid:  # stopped or restarted meanwhile
+                return
+            log_path = self.stack.logs / f"{part}.log"
+            log(
+                f"{part}: exited (pid {pid}); restarting on port {info['port']} "
+                f"(try {self.failures[part]})"
+            )
+            with log_path.open("a") as out:
+                out.write(
+                    f"--- {time.strftime('%H:%M:%S')} restarted by the stack supervisor ---\n"
+                )
+            try:
+                cmd, env = self.stack.command(part, int(info["port"]))
+            except PartFailed as exc:
+                log(f"{part}: cannot restart: {exc}")
+                return
+            proc = spawn(cmd, log_path, env)
+            self.children.append(proc)
+            self.stack._save(part, {**info, "pid": proc.pid})
+            self._count([part])
+        log(f"{part}: restarted as pid {proc.pid}")
+
+    def _restart_components(self, dead: dict[str, int]) -> None:
+        with self.stack.locked():
+            info = self.stack.state().get("cluster")
+            if not info:
+                return
+            log(
+                "cluster: "
+                + ", ".join(f"{n} (pid {pid})" for n, pid in sorted(dead.items()))
+                + f" exited; kwokctl start cluster (try {self.failures['cluster']})"
+            )
+            for name, pid in dead.items():
+                path = self.stack.kwok_cluster_dir / "pids" / f"{name}.pid"
+                with contextlib.suppress(OSError):
+                    if path.read_text().strip() == str(pid):
+                        path.unlink()
+            # --timeout bounds kwokctl's wait for /version (the API server may still be down);
+            # the components are started before that wait.
+            with (self.stack.logs / "cluster.log").open("a") as out:
+                res = self.stack._kwokctl(
+                    info["path"], "start", "cluster", "--timeout", "10s", check=False, stdout=out
+                )
+            self._count(dead)
+        now = self.stack.cluster_pids()
+        log(
+            f"cluster: kwokctl start cluster exited {res.returncode}; "
+            + ", ".join(f"{n} now pid {now.get(n, '?')}" for n in sorted(dead))
+        )
 
 
 def kwok_nodes(count: int) -> list[dict[str, Any]]:
@@ -802,9 +1070,18 @@ def main(argv: list[str] | None = None) -> int:
         "PrometheusRule CRDs (from its Go module) into the cluster",
     )
     sub.add_parser("down", help="stop everything the stack started")
+    supervise = sub.add_parser(
+        "supervise", help="restart what the stack at ROOT started when it exits"
+    )
+    supervise.add_argument("root", type=Path)
     sub.add_parser("status", help="show what runs and where")
     sub.add_parser("env", help="print the env file")
     args = parser.parse_args(argv)
+    if args.cmd == "supervise":
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        Supervisor(Stack(args.root)).run(stop)
+        return 0
     stack = Stack()
     if args.cmd == "up":
         unknown = set(args.parts) - set(PARTS)
@@ -833,6 +1110,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "status":
         for part in PARTS:
             print(f"{part:13} {'running' if stack.healthy(part) else 'stopped'}")
+        sup = stack.state().get("supervisor") or {}
+        running = is_supervisor(int(sup.get("pid", 0)))
+        restarts = ", ".join(f"{k} {v}x" for k, v in sup.get("restarts", {}).items())
+        print(
+            f"{'supervisor':13} {'running' if running else 'stopped'}"
+            + (f" (restarts: {restarts})" if restarts else "")
+        )
         for k, v in stack.env().items():
             print(f"  {k}={v}")
     elif args.cmd == "env":

@@ -7,7 +7,6 @@ The Deployment, Service, ServiceMonitor and PrometheusRule are the operator's ow
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from modeldeploy.api.spec import parse_spec
 from modeldeploy.render import objects as render
 from modeldeploy.render.objects import RenderContext
 from tests.conftest import Cluster, TestStack, unavailable, wait_for
+from tests.integration.stack.sockets import listeners, with_descendants
 
 MON = ("monitoring.coreos.com", "v1")
 ROWS = {"dataframe_split": {"columns": ["x"], "data": [[0.0], [3.0]]}}
@@ -130,6 +130,12 @@ def test_pods_become_scraped_serving_processes_and_go_away(
     print(f"pod seen Running → /health: {runner.startup_seconds()}")
     pod_names = {p.metadata.name for p in core.list_namespaced_pod(namespace).items}
     assert {e.pod for e in eps} == pod_names and len(eps) == 2
+    # Like the rest of the stack, the serving processes are not reachable from the network.
+    served = listeners(
+        with_descendants(p.popen.pid for p in runner.processes() if p.popen is not None)
+    )
+    assert {sock.port for sock in served} >= {int(e.url.rsplit(":", 1)[1]) for e in eps}
+    assert all(sock.loopback for sock in served), [str(sock) for sock in served]
     for ep in eps:
         assert (ep.namespace, ep.modeldeployment, ep.version) == (namespace, md, "1")
         for _ in range(3):
@@ -196,42 +202,4 @@ def test_pods_become_scraped_serving_processes_and_go_away(
     assert not list(rules.glob(f"podrunner-{namespace}-*.yml"))
     assert not (stack.stack.root / "podrunner" / namespace).exists() or not any(
         (stack.stack.root / "podrunner" / namespace).iterdir()
-    )
-
-
-def test_relabeling_follows_prometheus_semantics() -> None:
-    meta = {
-        "__meta_kubernetes_pod_label_modeldeploy_io_modeldeployment": "scorer",
-        "__meta_kubernetes_pod_label_team": "fraud",
-        "namespace": "ml",
-    }
-    cfgs = [
-        {
-            "sourceLabels": ["__meta_kubernetes_pod_label_modeldeploy_io_modeldeployment"],
-            "targetLabel": "modeldeployment",
-            "action": "replace",
-        },
-        {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(team)"},
-        {"sourceLabels": ["missing"], "targetLabel": "namespace", "regex": "(.+)"},
-        {"sourceLabels": ["namespace"], "regex": "m.", "action": "keep"},
-    ]
-    out = podrunner.relabel(meta, copy.deepcopy(cfgs))
-    assert out is not None
-    assert (out["modeldeployment"], out["team"], out["namespace"]) == ("scorer", "fraud", "ml")
-    assert podrunner.relabel(meta, [{"sourceLabels": ["namespace"], "action": "drop"}]) is None
-    empty = podrunner.relabel(meta, [{"sourceLabels": ["missing"], "targetLabel": "namespace"}])
-    assert empty is not None and "namespace" not in empty  # an empty value removes the label
-
-
-def test_service_monitor_selector_matching() -> None:
-    labels = {"a": "1", "b": "2"}
-    assert podrunner._selects({"matchLabels": {"a": "1"}}, labels)
-    assert not podrunner._selects({"matchLabels": {"a": "2"}}, labels)
-    exprs = [
-        {"key": "b", "operator": "In", "values": ["2", "3"]},
-        {"key": "c", "operator": "DoesNotExist"},
-    ]
-    assert podrunner._selects({"matchExpressions": exprs}, labels)
-    assert not podrunner._selects(
-        {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, labels
     )
