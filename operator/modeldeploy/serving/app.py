@@ -27,9 +27,11 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modeldeploy.serving import constants as c
+from modeldeploy.serving import payload
 from modeldeploy.serving.config import ServeConfig
+from modeldeploy.serving.feedback import Refusal
 from modeldeploy.serving.loader import LoadRefused, load
-from modeldeploy.serving.runtime import Runtime, Scored, error_body
+from modeldeploy.serving.runtime import Clock, Runtime, Scored, error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,6 +42,18 @@ log = logging.getLogger("modeldeploy.serving")
 access = logging.getLogger("modeldeploy.serving.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON = b"application/json"
+_CLOSE = (b"connection", b"close")
+_UNREAD_BODY = (408, 413)  # answered before the body was read: the connection cannot be reused
+
+# Each route and the methods it answers (405 with `Allow` for the others), as MLflow's server.
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/invocations": ("POST",),
+    "/feedback": ("POST",),
+    "/ping": ("GET", "HEAD"),
+    "/health": ("GET", "HEAD"),
+    "/version": ("GET", "HEAD"),
+    "/metrics": ("GET", "HEAD"),
+}
 
 
 class TooLarge(Exception):
@@ -108,23 +122,45 @@ class ServingApp:
         if kind != "http":
             return
         path, method = scope["path"], scope["method"]
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            self._refused(c.OTHER_PATH, 404)
+            body = error_body(404, "not_found", f"no route {path[:100]!r}", None)
+            await _respond(send, 404, body)
+            return
+        if method not in allowed:
+            await self._not_allowed(path, method, allowed, send)
+            return
         if path == "/invocations":
-            if method != "POST":
-                await _respond(send, 405, b'{"error_code": "METHOD_NOT_ALLOWED"}')
-                return
             await self._invocations(scope, receive, send)
+        elif path == "/feedback":
+            await self._feedback(scope, receive, send)
         elif path == "/ping":
             await _respond(send, 200, b"\n")
         elif path == "/health":
             await self._health(send)
         elif path == "/version":
             await self._version(send)
-        elif path == "/metrics":
-            await self._metrics(send)
-        elif path == "/feedback" and method == "POST":
-            await self._feedback(scope, receive, send)
         else:
-            await _respond(send, 404, b'{"error_code": "NOT_FOUND"}')
+            await self._metrics(send)
+
+    async def _not_allowed(
+        self, path: str, method: str, allowed: tuple[str, ...], send: Send
+    ) -> None:
+        allow = ", ".join(allowed)
+        msg = f"{method[:16]} is not allowed on {path}: use {allow}"
+        rt = self.runtime
+        if rt is not None:
+            if path == "/invocations":
+                rt.metrics.request(405, None, c.ERR_METHOD)
+            else:
+                rt.metrics.refused(path, 405)
+        body = error_body(405, c.ERR_METHOD, msg, None)
+        await _respond(send, 405, body, [(b"allow", allow.encode())])
+
+    def _refused(self, path: str, code: int) -> None:
+        if self.runtime is not None:
+            self.runtime.metrics.refused(path, code)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -138,7 +174,6 @@ class ServingApp:
                 return
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
         headers = _headers(scope)
         rid = _request_id(headers)
         rid_header = [(b"x-request-id", rid.encode())]
@@ -151,43 +186,61 @@ class ServingApp:
         metrics.in_flight.inc()
         try:
             scored = await self._score(runtime, headers, receive, rid)
-            await _respond(send, scored.status, scored.body, rid_header)
+            extra = rid_header + ([_CLOSE] if scored.status in _UNREAD_BODY else [])
+            await _respond(send, scored.status, scored.body, extra)
         except ClientGone:
-            scored = Scored(499, b"", "client_disconnected")
+            scored = Scored(499, b"", c.ERR_CLIENT_GONE)
         finally:
             metrics.in_flight.dec()
-        seconds = time.perf_counter() - started
-        metrics.request(scored.status, seconds, scored.error_type)
+        metrics.request(scored.status, scored.seconds, scored.error_type)
         if scored.status == 200:
             runtime.observe(scored, rid)
-        self._access(runtime, rid, scored, seconds, headers)
+        self._access(runtime, rid, scored, headers)
 
     async def _score(
         self, runtime: Runtime, headers: dict[bytes, bytes], receive: Receive, rid: str
     ) -> Scored:
-        limit = self.config.max_body_bytes
-        try:
-            body = await _read_body(headers, receive, limit)
-        except TooLarge:
-            msg = f"request body larger than {limit} bytes (MODELDEPLOY_MAX_BODY_BYTES)"
-            return Scored(413, error_body(413, c.ERR_TOO_LARGE, msg, rid), c.ERR_TOO_LARGE, msg)
+        body = await self._body(headers, receive)
+        if isinstance(body, Scored):
+            body.body = error_body(body.status, body.error_type or "", body.message or "", rid)
+            return body
         ctype = headers.get(b"content-type", b"").decode("latin-1") or None
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, runtime.score, body, ctype, rid)
+        clock = Clock()
+        future = loop.run_in_executor(self.executor, runtime.score, body, ctype, rid, clock)
         try:
             return await asyncio.wait_for(future, self.config.timeout)
         except TimeoutError:
             limit_s = self.config.timeout
             msg = f"prediction took longer than {limit_s:g}s (MODELDEPLOY_PREDICT_TIMEOUT)"
-            return Scored(504, error_body(504, c.ERR_TIMEOUT, msg, rid), c.ERR_TIMEOUT, msg)
+            scored = Scored(504, error_body(504, c.ERR_TIMEOUT, msg, rid), c.ERR_TIMEOUT, msg)
+            if clock.started is not None:
+                scored.seconds = time.perf_counter() - clock.started
+            return scored
+        except Exception as exc:  # a bug of ours: say so in JSON, count it, keep serving
+            log.exception("internal error while scoring")
+            msg = f"internal error: {type(exc).__name__}"
+            return Scored(500, error_body(500, c.ERR_INTERNAL, msg, rid), c.ERR_INTERNAL, msg)
+
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | Scored:
+        """The whole body, or the refusal (413, 408) without its body; raises ClientGone."""
+        limit = self.config.max_body_bytes
+        try:
+            return await asyncio.wait_for(
+                _read_body(headers, receive, limit), self.config.body_timeout
+            )
+        except TooLarge:
+            msg = f"request body larger than {limit} bytes (MODELDEPLOY_MAX_BODY_BYTES)"
+            return Scored(413, b"", c.ERR_TOO_LARGE, msg)
+        except TimeoutError:
+            msg = (
+                f"request body not received within {self.config.body_timeout:g}s "
+                "(MODELDEPLOY_BODY_TIMEOUT)"
+            )
+            return Scored(408, b"", c.ERR_REQUEST_TIMEOUT, msg)
 
     def _access(
-        self,
-        runtime: Runtime,
-        rid: str,
-        scored: Scored,
-        seconds: float,
-        headers: dict[bytes, bytes],
+        self, runtime: Runtime, rid: str, scored: Scored, headers: dict[bytes, bytes]
     ) -> None:
         if not access.isEnabledFor(logging.INFO):
             return
@@ -198,7 +251,7 @@ class ServingApp:
             "model_version": info.version,
             "status": scored.status,
             "outcome": scored.error_type or "ok",
-            "latency_ms": round(seconds * 1000, 3),
+            "latency_ms": None if scored.seconds is None else round(scored.seconds * 1000, 3),
             "rows": scored.rows,
         }
         if scored.message:
@@ -256,11 +309,19 @@ class ServingApp:
             await _respond(send, 503, error_body(503, "not_ready", self._not_ready(), None))
             return
         try:
-            body = await _read_body(headers, receive, self.config.max_body_bytes)
-        except TooLarge:
-            await _respond(send, 413, error_body(413, c.ERR_TOO_LARGE, "body too large", None))
+            payload.json_media_type(headers.get(b"content-type", b"").decode("latin-1") or None)
+        except payload.BadRequest as exc:
+            rt.metrics.feedback(Refusal.MEDIA_TYPE)
+            await _respond(send, 415, error_body(415, c.ERR_MEDIA_TYPE, exc.message, None))
             return
+        try:
+            body = await self._body(headers, receive)
         except ClientGone:
+            return
+        if isinstance(body, Scored):
+            rt.metrics.feedback(Refusal(body.error_type or Refusal.INVALID_BODY))
+            out = error_body(body.status, body.error_type or "", body.message or "", None)
+            await _respond(send, body.status, out, [_CLOSE])
             return
         status, result = rt.feedback(body)
         await _respond(send, status, json.dumps(result).encode())

@@ -40,6 +40,7 @@ def serve(config: ServeConfig) -> int:
     from prometheus_client import disable_created_metrics
 
     from modeldeploy.serving.app import ServingApp
+    from modeldeploy.serving.protocol import guarded_h11
 
     # *_created series double the series count for nothing here.
     disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -59,6 +60,11 @@ def serve(config: ServeConfig) -> int:
         lifespan="on",
         log_config=None,
         access_log=False,
+        # Slow clients are dropped: a request head within header_timeout (protocol.py), at
+        # most 16 KiB of it (h11), idle keep-alive 5 s; the body's deadline is the app's.
+        http=guarded_h11(config.header_timeout),
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_keep_alive=5,
         timeout_graceful_shutdown=int(config.timeout) + 5,
     )
     server = uvicorn.Server(uconfig)

@@ -37,6 +37,9 @@ class ServeConfig:
     trust_model_code: TrustPolicy = "never"
     max_body_bytes: int = 16 * 1024 * 1024
     timeout: float = 60.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    allow_non_finite: bool = False
     threads: int = 4
     drift: bool = True
     drift_window: int = 1000
@@ -121,6 +124,26 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=float,
         default=float(e("MODELDEPLOY_PREDICT_TIMEOUT", "60") or 60),
         help="seconds a prediction may take before 504 [MODELDEPLOY_PREDICT_TIMEOUT]",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(e("MODELDEPLOY_HEADER_TIMEOUT", "10") or 10),
+        help="seconds a connection may take to send a request's headers before it is closed "
+        "[MODELDEPLOY_HEADER_TIMEOUT]",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(e("MODELDEPLOY_BODY_TIMEOUT", "30") or 30),
+        help="seconds a request may take to send its body before 408 [MODELDEPLOY_BODY_TIMEOUT]",
+    )
+    p.add_argument(
+        "--allow-non-finite",
+        type=_bool,
+        default=_bool(e("MODELDEPLOY_ALLOW_NON_FINITE", "false") or ""),
+        help="null/NaN/Infinity inputs are valid for this model: a model exception on them is "
+        "a model error (500), not bad input (400) [MODELDEPLOY_ALLOW_NON_FINITE]",
     )
     p.add_argument(
         "--threads",
@@ -262,8 +285,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     if not 0.0 < ns.confidence_sample <= 1.0:
         raise ConfigError("--confidence-sample must be in (0, 1]")
-    if ns.timeout <= 0 or ns.feedback_ttl <= 0:
-        raise ConfigError("--timeout and --feedback-ttl must be positive")
+    for name in ("timeout", "feedback_ttl", "header_timeout", "body_timeout"):
+        if getattr(ns, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     return ServeConfig(
         model_uri=ns.model_uri,
         host=ns.host,
@@ -274,6 +298,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         trust_model_code=ns.trust_model_code,
         max_body_bytes=ns.max_body_bytes,
         timeout=ns.timeout,
+        header_timeout=ns.header_timeout,
+        body_timeout=ns.body_timeout,
+        allow_non_finite=ns.allow_non_finite,
         threads=ns.threads,
         drift=ns.drift,
         drift_window=ns.drift_window,

@@ -15,15 +15,29 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
+
+from modeldeploy.serving import constants as c
 
 Task = Literal["classification", "regression"]
+# A label is a class name or a number: longer spellings are refused, so that the `class` label
+# of feedback_label_ratio stays small (100 labels of 50 KB once made /metrics 5 MB).
+MAX_LABEL_CHARS: Final = 128
+OTHER_LABEL: Final = "__other__"
 
 
 class Refusal(StrEnum):
+    """Outcomes of /feedback other than `accepted`: the `outcome` label, a closed set."""
+
     UNKNOWN = "unknown_or_expired"  # never seen, already answered, expired or evicted
     LENGTH = "length_mismatch"  # label count differs from the rows predicted
-    INVALID = "invalid_label"  # a label of the wrong kind (e.g. text for a regressor)
+    INVALID = "invalid_label"  # a label of the wrong kind (e.g. text for a regressor) or too long
+    INVALID_JSON = "invalid_json"
+    INVALID_BODY = "invalid_body"
+    DISABLED = "disabled"
+    MEDIA_TYPE = c.ERR_MEDIA_TYPE
+    TOO_LARGE = c.ERR_TOO_LARGE
+    TIMEOUT = c.ERR_REQUEST_TIMEOUT
 
 
 @dataclass
@@ -116,12 +130,17 @@ class RegressionStats:
 
 
 class OutcomeWindow:
-    """The last `size` (true, predicted) pairs of one task."""
+    """The last `size` (true, predicted) pairs of one task.
+
+    The label distribution names at most `max_classes` true labels, the first ones seen (kept
+    for the process's life, so the exported series do not churn); the rest share OTHER_LABEL.
+    """
 
     def __init__(self, task: Task, size: int = 1000, max_classes: int = 100) -> None:
         self.task = task
         self.max_classes = max_classes
         self._pairs: deque[tuple[Any, Any]] = deque(maxlen=size)
+        self._named: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -131,15 +150,17 @@ class OutcomeWindow:
             if self.task == "regression":
                 if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                     return Refusal.INVALID
-            elif not isinstance(v, str | int | float | bool):
+            elif not isinstance(v, str | int | float | bool) or len(class_key(v)) > MAX_LABEL_CHARS:
                 return Refusal.INVALID
         return None
 
     def add(self, labels: Sequence[Any], predictions: Any) -> None:
         if self.task == "classification":
-            self._pairs.extend(
-                (class_key(t), class_key(p)) for t, p in zip(labels, predictions, strict=True)
-            )
+            pairs = [(class_key(t), class_key(p)) for t, p in zip(labels, predictions, strict=True)]
+            for t, _ in pairs:
+                if len(self._named) < self.max_classes:
+                    self._named.add(t)
+            self._pairs.extend(pairs)
         else:
             self._pairs.extend(
                 (float(t), float(p)) for t, p in zip(labels, predictions, strict=True)
@@ -159,21 +180,24 @@ class OutcomeWindow:
                 tp[t] = tp.get(t, 0) + 1
         classes = set(true_n) | set(pred_n)
         precisions, recalls, f1s = [], [], []
-        for c in classes:
-            hit = tp.get(c, 0)
-            prec = hit / pred_n[c] if pred_n.get(c) else 0.0
-            rec = hit / true_n[c] if true_n.get(c) else 0.0
+        for cls in classes:
+            hit = tp.get(cls, 0)
+            prec = hit / pred_n[cls] if pred_n.get(cls) else 0.0
+            rec = hit / true_n[cls] if true_n.get(cls) else 0.0
             precisions.append(prec)
             recalls.append(rec)
             f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
-        top = sorted(true_n.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_classes]
+        ratio: dict[str, float] = {}
+        for key, k in true_n.items():
+            name = key if key in self._named else OTHER_LABEL
+            ratio[name] = ratio.get(name, 0.0) + k / n
         return ClassificationStats(
             n=n,
             accuracy=sum(tp.values()) / n,
             precision=sum(precisions) / len(classes),
             recall=sum(recalls) / len(classes),
             f1=sum(f1s) / len(classes),
-            label_ratio={c: k / n for c, k in top},
+            label_ratio=ratio,
         )
 
     def regression(self) -> RegressionStats | None:

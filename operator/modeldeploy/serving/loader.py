@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from modeldeploy.serving.config import ServeConfig
 from modeldeploy.tracking.baseline import BASELINE_FILE, BaselineError, DriftBaseline
 
@@ -54,6 +56,7 @@ class LoadedModel:
     input_columns: tuple[str, ...]  # named inputs of the signature, in order
     required_columns: tuple[str, ...]
     type_hint_signature: bool
+    n_features: int | None = None  # the estimator's declared width (sklearn), if no signature
 
 
 def uri_scheme(uri: str) -> str:
@@ -103,6 +106,19 @@ def check_code(uri: str, mlmodel: dict[str, Any], trust: str) -> None:
         f"refusing to load {uri!r}: {reason}. Set MODELDEPLOY_TRUST_MODEL_CODE=registry "
         f"(models:/ URIs only) or =always (or --trust-model-code) if you trust its source, {hint}"
     )
+
+
+def refusal(uri: str, mlmodel: dict[str, Any], trust: str) -> str | None:
+    """Why serving `uri` with this MLmodel under `trust` would fail, or None: `load`'s own rules
+    (a python_function flavor to load, `check_code`), read without loading anything. The
+    operator's pre-flight check asks this before it rolls a version out."""
+    if not isinstance((mlmodel.get("flavors") or {}).get("python_function"), dict):
+        return "it has no python_function flavor, so it cannot be served as pyfunc"
+    try:
+        check_code(uri, mlmodel, trust)
+    except LoadRefused as exc:
+        return str(exc)
+    return None
 
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))?/?$")
@@ -157,6 +173,9 @@ def load(config: ServeConfig) -> LoadedModel:
     )
     classifier, regressor = _estimator_kind(model)
     cols, required = _signature_columns(model)
+    width = None
+    if model.metadata.get_input_schema() is None:
+        width = _declared_width(model)
     hinted = getattr(model.metadata, "_is_signature_from_type_hint", lambda: False)()
     return LoadedModel(
         info=info,
@@ -168,6 +187,7 @@ def load(config: ServeConfig) -> LoadedModel:
         input_columns=cols,
         required_columns=required,
         type_hint_signature=bool(hinted),
+        n_features=width,
     )
 
 
@@ -187,6 +207,16 @@ def _estimator_kind(model: Any) -> tuple[Any | None, bool]:
     if is_classifier(raw) and hasattr(raw, "predict_proba"):
         return raw, False
     return None, bool(is_regressor(raw))
+
+
+def _declared_width(model: Any) -> int | None:
+    """sklearn's `n_features_in_`: set by fit, a contract the model states without running."""
+    try:
+        raw = model.get_raw_model()
+    except Exception:  # flavors without a raw model
+        return None
+    width = getattr(raw, "n_features_in_", None)
+    return int(width) if isinstance(width, int | np.integer) else None
 
 
 def _signature_columns(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from modeldeploy import names
 from modeldeploy.serving import constants as c
 from modeldeploy.serving.drift import FeatureWindow
-from modeldeploy.serving.feedback import OutcomeWindow, PendingPredictions, class_key
+from modeldeploy.serving.feedback import OTHER_LABEL, OutcomeWindow, PendingPredictions, class_key
 
 MODEL_LABELS = (names.PROM_MODEL_NAME, names.PROM_MODEL_VERSION)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -43,7 +43,7 @@ DEFAULT_VALUE_BUCKETS = tuple(
     sorted({s * 10.0**e for e in range(-2, 5) for s in (-1, 1)} | {0.0})
 )  # fmt: skip
 MAX_CLASSES = 100
-OTHER_CLASS = "__other__"
+OTHER_CLASS = OTHER_LABEL
 
 
 class BatchHistogram:
@@ -107,7 +107,8 @@ class ServingMetrics:
         reg = self.registry
         self.latency = Histogram(
             names.PREDICTION_LATENCY,
-            "Time from request to response of /invocations, all outcomes.",
+            "Seconds a prediction took on /invocations, from the parsed input to the written "
+            "answer (upload, parsing and client errors excluded).",
             MODEL_LABELS,
             registry=reg,
             buckets=latency_buckets,
@@ -120,8 +121,9 @@ class ServingMetrics:
         )
         self._errors = Counter(
             names.PREDICTION_ERRORS,
-            "/invocations failures by type: bad_input, payload_too_large, "
-            "unsupported_media_type, model_error, timeout.",
+            "/invocations failures by type; client: bad_input, payload_too_large, "
+            "unsupported_media_type, method_not_allowed, request_timeout, client_disconnected; "
+            "server: model_error, timeout, internal_error.",
             (*MODEL_LABELS, names.LABEL_ERROR_TYPE),
             registry=reg,
         )
@@ -156,6 +158,12 @@ class ServingMetrics:
             (*MODEL_LABELS, c.LABEL_OUTCOME),
             registry=reg,
         )
+        self._refused = Counter(
+            c.HTTP_REFUSED,
+            "Requests refused outside /invocations, by route (or 'other') and status code.",
+            (*MODEL_LABELS, c.LABEL_PATH, names.LABEL_CODE),
+            registry=reg,
+        )
         self._code_children: dict[int, Any] = {}
         self._error_children: dict[str, Any] = {}
         self._class_children: dict[str, Any] = {}
@@ -172,12 +180,15 @@ class ServingMetrics:
         )
         reg.register(_WindowCollector(self, windows))
 
-    def request(self, code: int, seconds: float, error_type: str | None) -> None:
+    def request(self, code: int, seconds: float | None, error_type: str | None) -> None:
+        """One /invocations answer; `seconds` is None when no prediction ran (client errors,
+        abandoned requests), which the latency histogram must not see."""
         child = self._code_children.get(code)
         if child is None:
             child = self._code_children[code] = self._requests.labels(*self.label_values, str(code))
         child.inc()
-        self.latency.observe(seconds)
+        if seconds is not None:
+            self.latency.observe(seconds)
         if error_type:
             err = self._error_children.get(error_type)
             if err is None:
@@ -188,6 +199,10 @@ class ServingMetrics:
         child = self._errors.labels(*self.label_values, error_type)
         self._error_children[error_type] = child
         return child
+
+    def refused(self, path: str, code: int) -> None:
+        """`path` must be one of the server's routes or OTHER_PATH: never the client's string."""
+        self._refused.labels(*self.label_values, path, str(code)).inc()
 
     def classes(self, predictions: npt.NDArray[Any]) -> None:
         uniq, counts = np.unique(predictions, return_counts=True)

@@ -25,6 +25,8 @@ JSON: Final = "application/json"
 CSV: Final = "text/csv"
 PARQUET: Final = "application/vnd.apache.parquet"
 MAX_MESSAGE: Final = 600
+# No MLflow format needs more: a batch of images is {"inputs": [[[[...]]]]}, five levels.
+MAX_NESTING: Final = 32
 
 
 class BadRequest(Exception):
@@ -65,23 +67,34 @@ def media_type(content_type: str | None) -> str:
     return mime
 
 
+def json_media_type(content_type: str | None) -> None:
+    """For endpoints that take JSON only (/feedback): 415 for anything else, as /invocations."""
+    if media_type(content_type) != JSON:
+        raise BadRequest(f"unsupported Content-Type: send {JSON}", 415, ERR_MEDIA_TYPE)
+
+
 def parse(
     body: bytes, content_type: str | None, schema: Any, type_hint_signature: bool = False
 ) -> Parsed:
+    """Any failure here is the payload's: reading depends only on the bytes and the signature,
+    so the same request fails the same way on every version (never a reason to roll back)."""
     mime = media_type(content_type)
-    if mime == CSV:
-        return Parsed(_csv(body, schema), None)
-    if mime == PARQUET:
-        return Parsed(_parquet(body), None)
-    return _json(body, schema, type_hint_signature)
+    try:
+        if mime == CSV:
+            return Parsed(_csv(body, schema), None)
+        if mime == PARQUET:
+            return Parsed(_parquet(body), None)
+        return _json(body, schema, type_hint_signature)
+    except BadRequest:
+        raise
+    except RecursionError:
+        raise BadRequest(f"input nested deeper than {MAX_NESTING} levels") from None
+    except Exception as exc:  # a parser's surprise about odd input is still odd input
+        raise BadRequest(f"could not read the payload: {type(exc).__name__}: {exc}") from None
 
 
-def _json(body: bytes, schema: Any, type_hint_signature: bool) -> Parsed:
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc.scoring_server import infer_and_parse_data
-
-    if not body.strip():
-        raise BadRequest('empty body: send a JSON object such as {"dataframe_split": ...}')
+def load_json(body: bytes) -> Any:
+    """json.loads with the refusals every endpoint shares: not UTF-8, malformed, too deep."""
     try:
         obj = json.loads(body.decode("utf-8"))  # decode first: json.loads guesses UTF-16/32
     except UnicodeDecodeError as exc:
@@ -90,6 +103,35 @@ def _json(body: bytes, schema: Any, type_hint_signature: bool) -> Parsed:
         raise BadRequest(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # deeper than the interpreter's limit: json gives up by itself
+        raise BadRequest(f"JSON nested deeper than {MAX_NESTING} levels") from None
+    if too_deep(obj, MAX_NESTING):
+        raise BadRequest(f"JSON nested deeper than {MAX_NESTING} levels")
+    return obj
+
+
+def too_deep(obj: Any, limit: int) -> bool:
+    """Whether JSON containers nest more than `limit` levels. Iterative, and a list's element
+    types are collected at C speed, so a flat batch of numbers costs one pass per row."""
+    stack: list[tuple[Any, int]] = [(obj, 1)] if isinstance(obj, list | dict) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        kinds = set(map(type, children))
+        if list in kinds or dict in kinds:
+            stack.extend((c, depth + 1) for c in children if type(c) in (list, dict))
+    return False
+
+
+def _json(body: bytes, schema: Any, type_hint_signature: bool) -> Parsed:
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    if not body.strip():
+        raise BadRequest('empty body: send a JSON object such as {"dataframe_split": ...}')
+    obj = load_json(body)
     if not isinstance(obj, dict):
         raise BadRequest(
             f"the payload must be a JSON object with one of {list(FORMATS)}; "
@@ -139,6 +181,14 @@ def _check_shape(key: str, value: Any) -> None:
         data = value.get("data")
         if not isinstance(data, list):
             raise BadRequest("'dataframe_split.data' must be a list of rows")
+        index = value.get("index")
+        if index is not None and (not isinstance(index, list) or len(index) != len(data)):
+            # pandas would broadcast one row over a longer index: one row, many predictions.
+            raise BadRequest(
+                f"'dataframe_split.index' has "
+                f"{len(index) if isinstance(index, list) else 'no list of'} entries, "
+                f"expected {len(data)} (one per row of 'data')"
+            )
         cols = value.get("columns")
         if cols is not None:
             if not isinstance(cols, list):

@@ -17,15 +17,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modeldeploy.serving import payload
+from modeldeploy.serving import fault, payload
 from modeldeploy.serving.config import DEFAULT_LATENCY_BUCKETS, ServeConfig
 from modeldeploy.serving.constants import ERR_MODEL, REQUEST_ID_BODY_KEY
 from modeldeploy.serving.drift import FeatureWindow
-from modeldeploy.serving.feedback import OutcomeWindow, PendingPredictions, Refusal, Task
+from modeldeploy.serving.feedback import (
+    MAX_LABEL_CHARS,
+    OutcomeWindow,
+    PendingPredictions,
+    Refusal,
+    Task,
+)
 from modeldeploy.serving.loader import LoadedModel
 from modeldeploy.serving.metrics import ServingMetrics, Windows, as_floats
 
 log = logging.getLogger("modeldeploy.serving")
+MAX_REQUEST_ID = 128  # ids we hand out or accept on /invocations are at most this long
 
 
 @dataclass
@@ -38,12 +45,22 @@ class Scored:
     outputs: npt.NDArray[Any] | None = None  # one prediction per row, for metrics/feedback
     confidence: npt.NDArray[np.float64] | None = None
     frame: Any = None  # the input DataFrame, for drift
+    seconds: float | None = None  # the prediction's latency; None: the model never ran
+
+
+@dataclass
+class Clock:
+    """Set by the prediction thread once the input is parsed, so that a 504 (the loop stops
+    waiting) still knows how long the prediction itself has run."""
+
+    started: float | None = None
 
 
 def error_body(status: int, error_type: str, message: str, request_id: str | None) -> bytes:
     """MLflow's error shape ({"error_code", "message"}) plus our error_type and request id."""
-    code = {400: "BAD_REQUEST", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE",
-            415: "UNSUPPORTED_MEDIA_TYPE", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
+    code = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+            408: "REQUEST_TIMEOUT", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
+            500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
             504: "DEADLINE_EXCEEDED"}.get(status, "ERROR")  # fmt: skip
     out = {"error_code": code, "error_type": error_type, "message": message}
     if request_id:
@@ -94,10 +111,15 @@ class Runtime:
         # Every k-th request (itertools.count is atomic under the GIL; threads may share it).
         self._confidence_every = max(1, round(1.0 / config.confidence_sample))
         self._requests = itertools.count()
+        self._optional = frozenset(model.input_columns) - frozenset(model.required_columns)
 
     # -- prediction thread ------------------------------------------------------------------
 
-    def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
+    def score(
+        self, body: bytes, content_type: str | None, request_id: str, clock: Clock | None = None
+    ) -> Scored:
+        """Parse, check, predict. `clock.started` is set once the input is parsed: the latency
+        histogram measures the prediction, not the upload or the parsing of the payload."""
         m = self.model
         try:
             parsed = payload.parse(body, content_type, self.schema, m.type_hint_signature)
@@ -105,49 +127,67 @@ class Runtime:
                 payload.check_columns(
                     parsed.data, m.input_columns, m.required_columns, self.config.strict_columns
                 )
-            raw = self._predict(parsed)
         except payload.BadRequest as exc:
-            return Scored(
-                exc.status,
-                error_body(exc.status, exc.error_type, exc.message, request_id),
-                exc.error_type,
-                exc.message,
-            )
+            return _refused_input(exc, request_id)
+        started = time.perf_counter()
+        if clock is not None:
+            clock.started = started
+        try:
+            raw = self._predict(parsed)
+            scored = self._success(parsed, raw, request_id)
+        except payload.BadRequest as exc:
+            return _refused_input(exc, request_id)
         except ModelFailure as exc:
-            return Scored(
+            scored = Scored(
                 500, error_body(500, ERR_MODEL, str(exc), request_id), ERR_MODEL, str(exc)
             )
-        return self._success(parsed, raw, request_id)
+        scored.seconds = time.perf_counter() - started
+        return scored
 
     def _predict(self, parsed: payload.Parsed) -> Any:
-        from mlflow.exceptions import MlflowException
-
         try:
             if parsed.params:
                 return self.model.pyfunc.predict(parsed.data, params=parsed.params)
             return self.model.pyfunc.predict(parsed.data)
-        except MlflowException as exc:
-            reason = payload.schema_error(exc.message)
-            if reason is not None:
-                raise payload.BadRequest(
-                    f"input does not match the model signature: {reason}"
-                ) from None
-            if exc.get_http_status_code() == 400:  # type: ignore[no-untyped-call]
-                raise payload.BadRequest(_first_line(exc.message)) from None
-            raise ModelFailure(exc) from None
         except Exception as exc:
+            try:
+                blame = self.input_fault(exc, parsed)
+            except Exception:  # the checks failing must not hide the model's own error
+                log.exception("could not check the input of a failed prediction")
+                blame = None
+            if blame is not None:
+                raise payload.BadRequest(blame) from None
             raise ModelFailure(exc) from None
+
+    def input_fault(self, exc: BaseException, parsed: payload.Parsed) -> str | None:
+        """Why the client is to blame for `exc`, or None when the version is (see fault.py)."""
+        if not fault.input_error_type(exc):
+            return None
+        m = self.model
+        reason = fault.signature_rejects(m.pyfunc, parsed.data, parsed.params)
+        if reason is not None:
+            return reason  # MLflow's own message would echo the data
+        if self.schema is None:
+            reason = fault.feature_count_differs(parsed.data, m.n_features)
+        if reason is None:
+            reason = fault.nonfinite(parsed.data, self._optional, self.config.allow_non_finite)
+        if reason is None:
+            return None
+        return f"{reason} (the model raised {type(exc).__name__}: {_first_line(str(exc))})"
 
     def _success(self, parsed: payload.Parsed, raw: Any, request_id: str) -> Scored:
         from mlflow.pyfunc.scoring_server import predictions_to_json, unwrapped_predictions_to_json
 
         out = StringIO()
-        if parsed.unwrapped:
-            unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
-        elif self.config.request_id_in_body:
-            predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
-        else:
-            predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        try:
+            if parsed.unwrapped:
+                unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+            elif self.config.request_id_in_body:
+                predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
+            else:
+                predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        except Exception as exc:  # an answer that cannot be written is the model's
+            raise ModelFailure(exc) from None
         frame = parsed.data if _is_frame(parsed.data) else None
         outputs = _outputs(raw)
         scored = Scored(200, out.getvalue().encode(), frame=frame, outputs=outputs)
@@ -203,17 +243,20 @@ class Runtime:
         log.info("task inferred from the first prediction", extra={"task": self.task})
 
     def feedback(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        """POST /feedback: {"request_id", "labels"|"label"} or {"feedback": [those]}."""
+        """POST /feedback: {"request_id", "labels"|"label"} or {"feedback": [those]}. Every
+        refusal is counted in prediction_feedback_total by its reason."""
         try:
-            obj = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return 400, _refused("BAD_REQUEST", "invalid_json", f"malformed JSON: {exc}")
+            obj = payload.load_json(body)
+        except payload.BadRequest as exc:
+            self.metrics.feedback(Refusal.INVALID_JSON)
+            return 400, _refused("BAD_REQUEST", Refusal.INVALID_JSON, exc.message)
         batch = isinstance(obj, dict) and "feedback" in obj
         items = obj.get("feedback") if batch else [obj]
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            self.metrics.feedback(Refusal.INVALID_BODY)
             return 400, _refused(
                 "BAD_REQUEST",
-                "invalid_body",
+                Refusal.INVALID_BODY,
                 'send {"request_id": ..., "labels": [...]} or {"feedback": [those]}',
             )
         results = [self._one_feedback(item) for item in items]
@@ -232,16 +275,26 @@ class Runtime:
             labels = [item["label"]]
         else:
             labels = None
-        if not isinstance(rid, str) or not isinstance(labels, list) or not labels:
+        if (
+            not isinstance(rid, str)
+            or len(rid) > MAX_REQUEST_ID
+            or not isinstance(labels, list)
+            or not labels
+        ):
+            self.metrics.feedback(Refusal.INVALID_BODY)
             return 400, _refused(
-                "BAD_REQUEST", "invalid_body",
-                'each feedback needs "request_id" (string) and "labels" (list) or "label"', rid,
+                "BAD_REQUEST", Refusal.INVALID_BODY,
+                'each feedback needs "request_id" (a string of at most '
+                f'{MAX_REQUEST_ID} characters) and "labels" (list) or "label"',
+                rid if isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID else None,
             )  # fmt: skip
         pending, outcomes = self.windows.pending, self.windows.outcomes
         if pending is None:
+            self.metrics.feedback(Refusal.DISABLED)
             return 404, _refused(
-                "NOT_FOUND", "disabled", "feedback is disabled (MODELDEPLOY_FEEDBACK=false)", rid
-            )
+                "NOT_FOUND", Refusal.DISABLED, "feedback is disabled (MODELDEPLOY_FEEDBACK=false)",
+                rid,
+            )  # fmt: skip
         now = time.monotonic()
         predictions = pending.peek(rid, now)
         if predictions is None or outcomes is None:
@@ -264,7 +317,8 @@ class Runtime:
             return 400, _refused(
                 "BAD_REQUEST", Refusal.INVALID,
                 f"labels for a {outcomes.task} model must be "
-                + ("finite numbers" if outcomes.task == "regression" else "scalars"),
+                + ("finite numbers" if outcomes.task == "regression"
+                   else f"scalars of at most {MAX_LABEL_CHARS} characters"),
                 rid,
             )  # fmt: skip
         pending.take(rid, now)
@@ -277,6 +331,11 @@ class ModelFailure(Exception):
     def __init__(self, exc: BaseException) -> None:
         super().__init__(f"the model raised {type(exc).__name__}: {_first_line(str(exc))}"[:600])
         self.type_name = type(exc).__name__
+
+
+def _refused_input(exc: payload.BadRequest, request_id: str) -> Scored:
+    body = error_body(exc.status, exc.error_type, exc.message, request_id)
+    return Scored(exc.status, body, exc.error_type, exc.message)
 
 
 def _refused(code: str, reason: str, message: str, rid: Any = None) -> dict[str, Any]:

@@ -38,6 +38,18 @@ CASES = [
     ("no-content-type", b"{}", {"Content-Type": ""}, 415, "Content-Type"),
     ("latin1-charset", b"{}", {"Content-Type": "application/json; charset=latin-1"}, 415, "UTF-8"),
     ("oversize", split(FEATURES, [ROW] * 3000), JSON, 413, "larger than 50000 bytes"),
+    # Values the model refuses (sklearn: ValueError) where the signature allows none: the
+    # client's fault, so a 400 that the error-rate alert never counts.
+    ("nan", b'{"dataframe_split": {"columns": %s, "data": [[NaN, 3.5, 1.4, 0.2]]}}'
+     % json.dumps(FEATURES).encode(), JSON, 400, "column 'sepal_length' holds a missing value"),
+    ("infinity", b'{"dataframe_records": [{"sepal_length": 5.1, "sepal_width": Infinity, '
+     b'"petal_length": 1.4, "petal_width": 0.2}]}', JSON, 400, "an infinite value"),
+    ("null", split(FEATURES, [[5.1, None, 1.4, 0.2]]), JSON, 400, "'sepal_width' holds a missing"),
+    ("deep-nesting", b'{"inputs": ' + b"[" * 20000 + b"]" * 20000 + b"}", JSON, 400,
+     "nested deeper than 32 levels"),
+    ("index-longer-than-data", json.dumps({"dataframe_split": {
+        "columns": FEATURES, "index": [0, 1, 2], "data": [ROW]}}).encode(), JSON, 400,
+     "'dataframe_split.index' has 3 entries, expected 1"),
 ]  # fmt: skip
 
 
@@ -62,13 +74,15 @@ def test_error_types_are_counted_and_the_server_keeps_serving(
     def code(c: str) -> float:
         return classifier.value("prediction_requests_total", code=c)
 
-    before = {k: errors(k) for k in ("bad_input", "unsupported_media_type", "payload_too_large")}
-    before_400 = code("400")
+    kinds = ("bad_input", "unsupported_media_type", "payload_too_large", "model_error")
+    before = {k: errors(k) for k in kinds}
+    before_400, before_500 = code("400"), code("500")
     for _, body, headers, _, _ in CASES:
         classifier.post("/invocations", data=body, headers=headers)
     n400 = sum(1 for c in CASES if c[3] == 400)
     assert errors("bad_input") - before["bad_input"] == n400
     assert code("400") - before_400 == n400
+    assert code("500") == before_500 and errors("model_error") == before["model_error"]
     assert errors("unsupported_media_type") - before["unsupported_media_type"] == 3
     assert errors("payload_too_large") - before["payload_too_large"] == 1
     ok = classifier.predict(models.iris[0].head(2))

@@ -41,3 +41,14 @@ def test_operator_setting_allows_registry_code() -> None:
 def test_bad_configuration_is_refused(argv: list[str], env: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         parse(argv, env)
+
+
+def test_slow_clients_are_bounded_by_default_and_configurable() -> None:
+    c = parse(["--model-uri", "/m"], {})
+    assert (c.header_timeout, c.body_timeout, c.allow_non_finite) == (10.0, 30.0, False)
+    env = {"MODEL_URI": "/m", "MODELDEPLOY_HEADER_TIMEOUT": "2", "MODELDEPLOY_BODY_TIMEOUT": "3",
+           "MODELDEPLOY_ALLOW_NON_FINITE": "true"}  # fmt: skip
+    c = parse([], env)
+    assert (c.header_timeout, c.body_timeout, c.allow_non_finite) == (2.0, 3.0, True)
+    with pytest.raises(ConfigError, match="--body-timeout must be positive"):
+        parse(["--model-uri", "/m", "--body-timeout", "0"], {})

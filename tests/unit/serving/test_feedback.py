@@ -83,3 +83,21 @@ def test_regression_labels_must_be_numbers() -> None:
     assert w.validate([1.0, "x"]) == Refusal.INVALID
     assert w.validate([1, 2.5]) is None
     assert OutcomeWindow("classification").validate([{"a": 1}]) == Refusal.INVALID
+
+
+def test_long_labels_are_refused() -> None:
+    w = OutcomeWindow("classification")
+    assert w.validate(["x" * 128]) is None
+    assert w.validate(["x" * 129]) == Refusal.INVALID
+    assert w.validate([10**200]) == Refusal.INVALID  # a number spelled with 201 digits
+
+
+def test_label_ratio_names_the_first_labels_and_pools_the_rest() -> None:
+    w = OutcomeWindow("classification", size=100, max_classes=2)
+    w.add(["a", "b", "a"], ["a", "a", "a"])
+    w.add(["c", "d"], ["c", "a"])  # seen after the bound: pooled, even when frequent later
+    w.add(["c", "c"], ["c", "c"])
+    s = w.classification()
+    assert s is not None
+    assert s.label_ratio == pytest.approx({"a": 2 / 7, "b": 1 / 7, "__other__": 4 / 7})
+    assert s.accuracy == pytest.approx(5 / 7)  # pooling is for the export only

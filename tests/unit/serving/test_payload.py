@@ -92,3 +92,41 @@ def test_schema_error_keeps_the_reason_and_drops_the_echoed_data() -> None:
 
 def test_media_type_accepts_utf8_charset() -> None:
     assert media_type("Application/JSON; charset=UTF-8") == "application/json"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than json's own recursion limit
+        b'{"inputs": ' + b"[" * 35 + b"1.0" + b"]" * 35 + b"}",
+        b'{"dataframe_records": [{"a": {"b": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}}]}",
+    ],
+    ids=["100000-levels", "35-levels", "nested-in-records"],
+)
+def test_deep_nesting_is_a_400_not_a_crash(raw: bytes) -> None:
+    with pytest.raises(BadRequest, match="nested deeper than 32 levels") as info:
+        parse(raw, "application/json", None)
+    assert info.value.status == 400
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    from modeldeploy.serving.payload import MAX_NESTING, too_deep
+
+    nested: object = [1.0]
+    for _ in range(MAX_NESTING - 1):
+        nested = [nested]
+    assert not too_deep(nested, MAX_NESTING)
+    assert too_deep([nested], MAX_NESTING)
+    assert not too_deep({"data": [[1.0, 2.0]] * 1000, "columns": ["a", "b"]}, 3)
+
+
+@pytest.mark.parametrize("index", [[0, 1, 2], [], "abc"])
+def test_split_index_must_have_one_entry_per_row(index: object) -> None:
+    raw = body({"dataframe_split": {"columns": ["a", "b"], "index": index, "data": [[1.0, 3.0]]}})
+    with pytest.raises(BadRequest, match=r"'dataframe_split\.index'"):
+        parse(raw, "application/json", SCHEMA)
+
+
+def test_split_index_matching_the_rows_is_accepted() -> None:
+    raw = body({"dataframe_split": {"columns": ["a", "b"], "index": [7], "data": [[1.0, 3.0]]}})
+    assert len(parse(raw, "application/json", SCHEMA).data) == 1

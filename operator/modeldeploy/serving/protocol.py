@@ -1,0 +1,72 @@
+"""uvicorn's h11 protocol with a deadline for the request head (slowloris).
+
+uvicorn closes an idle keep-alive connection after `timeout_keep_alive`, but any byte received
+cancels that timer, and nothing bounds the time a client takes to finish its request line and
+headers: 300 connections each sending a header byte now and then were held for ever. Here every
+connection must deliver a complete request head within `header_timeout` seconds of opening or of
+its previous response, or it is closed. (The body has its own deadline in the app, where a late
+body can still be answered 408; header size is bounded by h11's `max_incomplete_event_size`.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("modeldeploy.serving")
+
+
+def guarded_h11(header_timeout: float) -> type[asyncio.Protocol]:
+    """The protocol class to pass as uvicorn.Config(http=...)."""
+
+    class Guarded(HeadDeadlineH11):
+        pass
+
+    Guarded.header_timeout = header_timeout
+    return Guarded
+
+
+class HeadDeadlineH11(H11Protocol):
+    header_timeout: float = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a request head arrived and its cycle started
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before super(): it may start a pipelined request, which disarms
+        super().on_response_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        log.debug("closing a connection that sent no complete request head in time")
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
