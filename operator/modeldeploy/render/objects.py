@@ -242,8 +242,11 @@ def alert_rules(ctx: RenderContext) -> list[dict[str, Any]]:
         {
             "alert": names.ALERT_HIGH_ERROR_RATE,
             "expr": (
+                # Of the requests the version answered for: client errors (4xx) neither raise
+                # the ratio (a client cannot fire it) nor dilute it (nor hide a broken version).
                 f'sum by ({by}) (rate({req}{{{sel}, {names.LABEL_CODE}=~"5.."}}[{a.window}]))'
-                f" / sum by ({by}) (rate({req}{{{sel}}}[{a.window}])) > {a.error_rate:g}"
+                f' / sum by ({by}) (rate({req}{{{sel}, {names.LABEL_CODE}!~"4.."}}[{a.window}]))'
+                f" > {a.error_rate:g}"
             ),
             "for": a.for_,
             "labels": {**common, "severity": "critical"},

@@ -490,3 +490,83 @@ def test_planner_applies_exactly_the_golden_objects_when_monitoring_crds_exist(c
         )
     )
     assert dump(list(p.apply)) == dump(rendered(rc))
+
+
+@pytest.mark.parametrize(
+    ("per_second", "fires"),
+    [
+        # A client sending bad input (answered 4xx) cannot fire the error-rate alert...
+        pytest.param({"200": 10, "400": 100}, False, id="bad-input-flood"),
+        # ...nor hide a broken version by diluting its 5xx with 4xx (10 of 110 answered = 9%).
+        pytest.param({"200": 100, "400": 100, "500": 10}, True, id="5xx-diluted-by-4xx"),
+        pytest.param({"200": 100, "500": 3}, False, id="below-threshold"),
+    ],
+)
+def test_error_rate_alert_counts_only_requests_the_version_answered_for(
+    per_second: dict[str, int], fires: bool, tmp_path: Path
+) -> None:
+    """The shipped error-rate rule, run by promtool against request counters."""
+    binary = promtool()
+    ctx = context("default_alias")
+    rule = render.build_prometheus_rule(ctx)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    ids = {
+        names.PROM_NAMESPACE: ctx.namespace,
+        names.PROM_MODELDEPLOYMENT: ctx.name,
+        names.PROM_MODEL_VERSION: ctx.version,
+    }
+    series = [
+        {
+            "series": names.PREDICTION_REQUESTS
+            + "{"
+            + ", ".join(f'{k}="{v}"' for k, v in {**ids, names.LABEL_CODE: code}.items())
+            + "}",
+            "values": f"0+{rate * 15}x40",
+        }
+        for code, rate in per_second.items()
+    ]
+    alerts: list[dict[str, Any]] = []
+    if fires:
+        ratio = per_second["500"] / (per_second["500"] + per_second["200"])
+        alerts = [
+            {
+                "exp_labels": {
+                    **ids,
+                    "alertname": names.ALERT_HIGH_ERROR_RATE,
+                    "severity": "critical",
+                    "modeldeploy_io_managed": "true",
+                },
+                "exp_annotations": {
+                    "summary": f"{ctx.name} v{ctx.version} in {ctx.namespace}: "
+                    "error rate above 0.05",
+                    "description": f"{ratio * 100:.4g}% of predictions answered 5xx.",
+                },
+            }
+        ]
+    test = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": series,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": names.ALERT_HIGH_ERROR_RATE,
+                        "exp_alerts": alerts,
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run(
+        [binary, "test", "rules", "test.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"promtool test rules:\n{result.stdout}{result.stderr}"
