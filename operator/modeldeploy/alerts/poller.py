@@ -48,6 +48,14 @@ class AlertPoller:
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def poll_once(self) -> set[Key]:
         changed = self.store.replace_polled(fetch_alerts(self.url), time.time())
         for key in changed:

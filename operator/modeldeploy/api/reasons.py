@@ -40,6 +40,17 @@ ROLLBACK_DISABLED: Final = "RollbackDisabled"
 NO_HEALTHY_VERSION: Final = "NoHealthyVersion"
 ROLLED_BACK_REASON: Final = "RolledBack"
 REJECTION_CLEARED: Final = "RejectionCleared"
+# pre-flight: why a version the pods do not run yet is not rolled out (registry/preflight.py)
+VERSION_NOT_IN_REGISTRY: Final = "VersionNotInRegistry"
+ARTIFACTS_MISSING: Final = "ModelArtifactsMissing"
+MODEL_NOT_SERVABLE: Final = "ModelNotServable"
+# ... and their messages ("version 4 cannot be rolled out: <message>")
+MSG_NOT_IN_REGISTRY: Final = "model {model!r} has no version {version} in the registry"
+MSG_ARTIFACTS_MISSING: Final = "its MLmodel file is not in the artifact store"
+MSG_MLMODEL_UNREADABLE: Final = "its MLmodel file is not a YAML mapping"
+INVALID_SPEC: Final = "InvalidSpec"
+# history reason of a version found serving when the status held no history (wiped, restored)
+ADOPTED: Final = "found serving with no recorded history"
 
 # history outcomes
 OUTCOME_PROGRESSING: Final = "Progressing"
@@ -60,5 +71,6 @@ EV_MONITORING_SKIPPED: Final = "MonitoringSkipped"
 EV_ROLLED_BACK: Final = "RolledBack"
 EV_ALERT_FIRING: Final = "AlertFiring"
 EV_REJECTION_CLEARED: Final = "RejectionCleared"
+EV_PREFLIGHT_FAILED: Final = "PreflightFailed"
 
 HISTORY_LIMIT: Final = 10

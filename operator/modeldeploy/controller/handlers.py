@@ -32,7 +32,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     runtime.start_workers()
     runtime.register_registry_webhook()
     runtime.start_alert_poller()
-    runtime.start_alert_poller()
 
 
 @kopf.on.cleanup()
@@ -71,8 +70,18 @@ async def monitoring_crd_event(memo: kopf.Memo, **_: Any) -> None:
     runtime.monitoring_changed()
 
 
+# Every kind of child is watched, so a child changed or deleted by someone else is repaired in
+# seconds rather than at the next registry poll (which may be hours away). Deletion included:
+# kopf.on.event sees DELETED too. The operator's own no-op applies write nothing and wake nothing.
 @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: MANAGED_BY})
-async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.event("", "v1", "services", labels={names.LABEL_MANAGED_BY: MANAGED_BY})
+@kopf.on.event(
+    "monitoring.coreos.com", "v1", "servicemonitors", labels={names.LABEL_MANAGED_BY: MANAGED_BY}
+)
+@kopf.on.event(
+    "monitoring.coreos.com", "v1", "prometheusrules", labels={names.LABEL_MANAGED_BY: MANAGED_BY}
+)
+async def child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body.metadata.labels.get(names.LABEL_MODELDEPLOYMENT)
     if owner:
         runtime: Runtime = memo["runtime"]

@@ -45,6 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=int(env("MODELDEPLOY_HEALTH_PORT", "8080")),
         help="liveness endpoint (/healthz)",
     )
+    p.add_argument(
+        "--bind-address",
+        default=env("MODELDEPLOY_BIND_ADDRESS", "127.0.0.1"),
+        help="address the metrics, webhook and health endpoints listen on (default 127.0.0.1; "
+        "in a pod, 0.0.0.0 as the chart and manifests set it)",
+    )
     p.add_argument("--workers", type=int, default=4, help="reconciles running at once")
     p.add_argument(
         "--poll-interval",
@@ -96,6 +102,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         metrics_port=args.metrics_port,
         webhook_port=args.webhook_port,
         health_port=args.health_port,
+        bind_address=args.bind_address,
         registry_webhook_url=args.registry_webhook_url,
         registry_webhook_secret=os.environ.get("MODELDEPLOY_REGISTRY_WEBHOOK_SECRET") or None,
         serving_env=(("MODELDEPLOY_TRUST_MODEL_CODE", args.trust_model_code),),
@@ -103,6 +110,10 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         alerts_url=args.alerts_url,
         alerts_poll_interval=args.alerts_poll_interval,
     )
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def main(argv: list[str]) -> int:
@@ -129,9 +140,10 @@ def main(argv: list[str]) -> int:
 
     runtime = Runtime(Kube(client.ApiClient()), cfg)
     logging.getLogger("modeldeploy").info(
-        "modeldeploy operator: namespaces=%s registry=%s metrics=:%d webhooks=:%d",
+        "modeldeploy operator: namespaces=%s registry=%s metrics=%s:%d webhooks=:%d",
         ",".join(cfg.namespaces) or "all",
         cfg.default_tracking_uri or "-",
+        cfg.bind_address,
         cfg.metrics_port,
         cfg.webhook_port,
     )
@@ -139,7 +151,7 @@ def main(argv: list[str]) -> int:
         standalone=True,
         clusterwide=not cfg.namespaces,
         namespaces=cfg.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz",
+        liveness_endpoint=f"http://{_host(cfg.bind_address)}:{cfg.health_port}/healthz",
         memo=kopf.Memo(runtime=runtime),
     )
     return 0

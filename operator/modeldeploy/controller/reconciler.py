@@ -15,23 +15,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from modeldeploy import names
 from modeldeploy.alerts.store import AlertStore
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
-from modeldeploy.api.status import Status, set_condition
+from modeldeploy.api.status import Status
 from modeldeploy.controller.kube import Kube
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.registry.cache import Question, ResolutionCache
 from modeldeploy.registry.client import RegistryClient
+from modeldeploy.registry.preflight import Preflight
 from modeldeploy.registry.types import (
     ModelNotFound,
     RegistryError,
     RegistryUnreachable,
     ResolvedVersion,
+    Unservable,
 )
-from modeldeploy.rollout.planner import Context, DeploymentState, plan
+from modeldeploy.rollout.planner import Context, DeploymentState, Plan, plan_invalid_spec
+from modeldeploy.rollout.preflight import plan_checked
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION, Rollback
 
 log = logging.getLogger("modeldeploy.reconciler")
@@ -52,6 +56,9 @@ class OperatorConfig:
     metrics_port: int = 9100
     webhook_port: int = 8081
     health_port: int = 8080
+    # Where the metrics, webhook and health endpoints listen: loopback unless told otherwise
+    # (the chart and manifests set 0.0.0.0, the pod's own network).
+    bind_address: str = "127.0.0.1"
     registry_webhook_url: str | None = None
     registry_webhook_secret: str | None = None
     serving_env: tuple[tuple[str, str], ...] = ()
@@ -82,6 +89,8 @@ class Reconciler:
         self.clock = clock
         self._client_factory = client_factory
         self._clients: dict[tuple[str, str], RegistryClient] = {}
+        # Pre-flight checks judge loadability under the trust setting serving pods are given.
+        self.preflight = Preflight.for_serving_env(config.serving_env)
 
     def reconcile(self, key: Key) -> Outcome:
         t0 = time.perf_counter()
@@ -104,7 +113,11 @@ class Reconciler:
         try:
             spec = parse_spec(body.get("spec") or {})
         except SpecError as exc:
-            self._invalid_spec(body, exc)
+            generation = int(meta.get("generation") or 0)
+            status = Status.from_dict(old_status)
+            self._carry_out(
+                body, old_status, plan_invalid_spec(status, str(exc), self.clock(), generation)
+            )
             return Outcome(None)
 
         resolution = self._resolve(key, spec)
@@ -126,34 +139,8 @@ class Reconciler:
             alerts=self.alerts.firing(key),
             allow_version=(meta.get("annotations") or {}).get(ALLOW_VERSION_ANNOTATION),
         )
-        p = plan(ctx)
-        new_status = p.status.to_dict()
-        changed = new_status != old_status
-        # Status first: if the apply below fails, the next reconcile still knows what was
-        # decided (a rejected version stays rejected), and retries the apply.
-        if changed:
-            self.kube.patch_status(namespace, name, old_status, new_status)
-        for obj in p.apply:
-            self.kube.apply(obj)
-        for kind, obj_name in p.prune:
-            self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
-        if p.rollback is not None:
-            self._record_rollback(body, spec, p.rollback)
-        if changed:
-            for ev in p.events:
-                self._post_event(body, ev.type, ev.reason, ev.message)
-            for _ in p.rollouts_started:
-                self.metrics.rollouts_started.labels(namespace, name).inc()
-            for _, result in p.rollouts_completed:
-                self.metrics.rollouts_completed.labels(namespace, name, result).inc()
-            log.info(
-                "%s/%s: phase=%s serving=%s resolved=%s",
-                namespace,
-                name,
-                p.status.phase,
-                p.status.serving_version,
-                p.status.resolved_version,
-            )
+        p = self._plan_checked(ctx, spec, key)
+        self._carry_out(body, old_status, p, spec)
         self.metrics.set_phase(namespace, name, p.status.phase or r.RESOLVING)
         self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
         failed = isinstance(resolution, RegistryUnreachable)
@@ -187,6 +174,23 @@ class Reconciler:
                 "RegistryTagFailed",
                 f"could not tag version {rb.bad} in the registry: {exc}",
             )
+
+    def _plan_checked(self, ctx: Context, spec: ModelDeploymentSpec, key: Key) -> Plan:
+        """The plan, with any version it would roll out that the pods do not run yet checked
+        against the registry first (rollout/preflight.py, registry/preflight.py)."""
+        return plan_checked(ctx, lambda version, fresh: self._preflight(key, spec, version, fresh))
+
+    def _preflight(
+        self, key: Key, spec: ModelDeploymentSpec, version: str, fresh: bool
+    ) -> Unservable | None:
+        """Checked with the same registry and credentials as the resolution."""
+        uri = self._tracking_uri(spec)
+        creds = self._credentials(key[0], spec) if uri else None
+        if not uri or creds is None:
+            return Unservable(r.REGISTRY_UNREACHABLE, "no registry or credentials to ask")
+        fingerprint = Question.fingerprint(creds)
+        client = self._client(uri, creds, fingerprint)
+        return self.preflight.check(client, fingerprint, spec.model.name, version, fresh)
 
     def forget(self, key: Key) -> None:
         self.metrics.forget(*key)
@@ -234,10 +238,17 @@ class Reconciler:
         return answer
 
     def _credentials(self, namespace: str, spec: ModelDeploymentSpec) -> Mapping[str, str] | None:
-        """The registry credentials for `spec`; None if its Secret does not exist."""
-        if not spec.registry.credentials_secret:
+        """The registry credentials for `spec`; None if its Secret does not exist.
+
+        The operator's own credentials (its environment) go only to the operator's own registry:
+        a ModelDeployment naming another trackingUri and no Secret is asked for anonymously, so
+        its author cannot make the operator send them to a server of their choosing."""
+        if spec.registry.credentials_secret:
+            return self.kube.read_secret(namespace, spec.registry.credentials_secret)
+        default = self.config.default_tracking_uri
+        if default and same_server(self._tracking_uri(spec) or "", default):
             return self.config.default_credentials
-        return self.kube.read_secret(namespace, spec.registry.credentials_secret)
+        return {}
 
     def _client(self, uri: str, creds: Mapping[str, str], fingerprint: str) -> RegistryClient:
         client = self._clients.get((uri, fingerprint))
@@ -245,37 +256,71 @@ class Reconciler:
             client = self._clients[(uri, fingerprint)] = self._client_factory(uri, creds)
         return client
 
-    def _invalid_spec(self, body: Mapping[str, Any], exc: SpecError) -> None:
+    def _carry_out(
+        self,
+        body: Mapping[str, Any],
+        old_status: Mapping[str, Any],
+        p: Plan,
+        spec: ModelDeploymentSpec | None = None,
+    ) -> None:
+        """Decision first, then the world, then what reports it.
+
+        A rollback decision is written before any child is touched (a crash after it cannot
+        redeploy the rejected version) and announced once written. The children are applied
+        next. The full status, whose conditions report what was applied and observed, is written
+        only after the apply succeeded, and the plan's Events and counters follow that write: a
+        failed apply leaves the status as it was, so the retry plans, writes and announces the
+        same transition once. The rollback's counter and MLflow tag go with its decision."""
         meta = body["metadata"]
-        old = body.get("status") or {}
-        status = Status.from_dict(old)
-        conds = set_condition(
-            status.conditions,
-            r.READY,
-            False,
-            "InvalidSpec",
-            str(exc),
-            self.clock(),
-            meta.get("generation"),
+        namespace, name = meta["namespace"], meta["name"]
+        stored: Mapping[str, Any] = old_status
+        if p.record_first is not None:
+            decided = p.record_first.to_dict()
+            if decided != stored:
+                self.kube.patch_status(namespace, name, stored, decided)
+                stored = decided
+                for ev in p.decision_events:
+                    self._post_event(body, ev.type, ev.reason, ev.message)
+                if p.rollback is not None and spec is not None:
+                    self._record_rollback(body, spec, p.rollback)
+        for obj in p.apply:
+            self.kube.apply(obj)
+        for kind, obj_name in p.prune:
+            self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
+        new_status = p.status.to_dict()
+        if new_status != stored:
+            self.kube.patch_status(namespace, name, stored, new_status)
+        if new_status == old_status:
+            return
+        for ev in p.events:
+            self._post_event(body, ev.type, ev.reason, ev.message)
+        for _ in p.rollouts_started:
+            self.metrics.rollouts_started.labels(namespace, name).inc()
+        for _, result in p.rollouts_completed:
+            self.metrics.rollouts_completed.labels(namespace, name, result).inc()
+        log.info(
+            "%s/%s: phase=%s serving=%s resolved=%s",
+            namespace,
+            name,
+            p.status.phase,
+            p.status.serving_version,
+            p.status.resolved_version,
         )
-        new = Status(
-            phase=r.FAILED,
-            selector=status.selector,
-            serving_version=status.serving_version,
-            resolved_version=status.resolved_version,
-            model_uri=status.model_uri,
-            run_id=status.run_id,
-            observed_generation=meta.get("generation"),
-            rejected_versions=status.rejected_versions,
-            conditions=conds,
-            history=status.history,
-        ).to_dict()
-        if new != old:
-            self.kube.patch_status(meta["namespace"], meta["name"], old, new)
-            self._post_event(body, "Warning", "InvalidSpec", str(exc))
 
     def _post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         try:
             self.kube.post_event(body, type_, reason, message)
         except Exception as exc:  # an Event is best effort; the status already says it
             log.warning("could not post event %s: %s", reason, exc)
+
+
+def same_server(a: str, b: str) -> bool:
+    """Whether two tracking URIs name the same registry: scheme and host compared without case,
+    the path without a trailing slash. Anything else (another port, path, user info) is another
+    server."""
+    pa, pb = urlsplit(a.strip()), urlsplit(b.strip())
+    return (pa.scheme.lower(), pa.netloc.lower(), pa.path.rstrip("/")) == (
+        pb.scheme.lower(),
+        pb.netloc.lower(),
+        pb.path.rstrip("/"),
+    )

@@ -8,6 +8,7 @@ blocks kopf's event loop; the HTTP endpoints are aiohttp (kopf's own dependency)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -35,7 +36,9 @@ WEBHOOK_EVENTS: list[Any] = [
     "model_version.created",
 ]
 WEBHOOK_NAME = "modeldeploy-operator"
-MAX_WEBHOOK_SKEW_SECONDS = 300
+MAX_WEBHOOK_SKEW_SECONDS = 300  # how old a delivery may be
+MAX_WEBHOOK_FUTURE_SECONDS = 30  # how far ahead of our clock a sender's clock may be
+MAX_REMEMBERED_DELIVERIES = 10_000
 
 
 class Runtime:
@@ -53,6 +56,7 @@ class Runtime:
         self.kube = kube
         self.known: set[Key] = set()  # ModelDeployments seen and not deleted
         self._threads: list[threading.Thread] = []
+        self.deliveries = DeliveryLog()
         self._runner: web.AppRunner | None = None
         self._metrics_server: Any = None
 
@@ -100,7 +104,7 @@ class Runtime:
     # --- HTTP ----------------------------------------------------------------------------
     def start_metrics(self) -> None:
         self._metrics_server, _ = start_http_server(
-            self.config.metrics_port, registry=self.metrics.registry
+            self.config.metrics_port, addr=self.config.bind_address, registry=self.metrics.registry
         )
 
     async def start_webhooks(self) -> None:
@@ -109,10 +113,12 @@ class Runtime:
         app.router.add_post("/alerts/alertmanager", self._alertmanager_webhook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", self.config.webhook_port).start()
+        cfg = self.config
+        await web.TCPSite(self._runner, cfg.bind_address, cfg.webhook_port).start()
         log.info(
-            "webhook endpoints on :%d (/webhooks/mlflow, /alerts/alertmanager)",
-            self.config.webhook_port,
+            "webhook endpoints on %s:%d (/webhooks/mlflow, /alerts/alertmanager)",
+            cfg.bind_address,
+            cfg.webhook_port,
         )
 
     async def _alertmanager_webhook(self, request: web.Request) -> web.Response:
@@ -125,7 +131,7 @@ class Runtime:
                 status=404,
             )
         if not hmac.compare_digest(
-            request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+            _raw(request.headers.get("Authorization", "")), f"Bearer {token}".encode()
         ):
             self.metrics.alert_notifications.labels("unauthorized").inc()
             log.warning("refused an Alertmanager notification: missing or wrong bearer token")
@@ -149,7 +155,8 @@ class Runtime:
         return web.json_response({"woken": len(woken)})
 
     def start_alert_poller(self) -> None:
-        if self.config.alerts_url:
+        """Starts the one alert poller (a second call is a no-op)."""
+        if self.config.alerts_url and self.poller is None:
             self.poller = AlertPoller(
                 self.config.alerts_url, self.config.alerts_poll_interval, self.alerts, self._wake
             )
@@ -174,8 +181,13 @@ class Runtime:
                 },
                 status=404,
             )
-        payload = await request.text()
-        error = verify_mlflow_signature(secret, request.headers, payload, time.time())
+        payload = await request.read()
+        now = time.time()
+        error = verify_mlflow_signature(secret, request.headers, payload, now)
+        if error is None and not self.deliveries.first_time(
+            request.headers["X-MLflow-Delivery-Id"], now
+        ):
+            error = "delivery already received (replayed)"
         if error:
             log.warning("refused registry webhook: %s", error)
             return web.json_response({"error": error}, status=401)
@@ -243,35 +255,71 @@ class Runtime:
                 delay = min(delay * 2, 300)
 
     async def stop(self) -> None:
+        """Stops every thread and server this runtime started; returns when they are gone."""
         self.queue.close()
         if self.poller is not None:
             self.poller.stop()
+            await asyncio.to_thread(self.poller.join, 10.0)
+        for t in self._threads:
+            await asyncio.to_thread(t.join, 30.0)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
 
 
-def verify_mlflow_signature(secret: str, headers: Any, payload: str, now: float) -> str | None:
+def _raw(header: str) -> bytes:
+    """A header's bytes as sent: aiohttp decodes undecodable bytes to surrogates, which a plain
+    `.encode()` refuses (a 500 instead of a 401 for a junk header)."""
+    return header.encode("utf-8", "surrogateescape")
+
+
+class DeliveryLog:
+    """Delivery ids of accepted registry webhooks, kept for as long as their timestamp is fresh:
+    a captured delivery replayed within that window is refused, after it the timestamp is. Bounded
+    (oldest forgotten first) so a flood of valid deliveries cannot grow it without limit."""
+
+    def __init__(self, keep_seconds: float = MAX_WEBHOOK_SKEW_SECONDS + MAX_WEBHOOK_FUTURE_SECONDS):
+        self.keep_seconds = keep_seconds
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery_id: str, now: float) -> bool:
+        with self._lock:
+            for old in [d for d, t in self._seen.items() if now - t > self.keep_seconds]:
+                del self._seen[old]
+            if delivery_id in self._seen:
+                return False
+            while len(self._seen) >= MAX_REMEMBERED_DELIVERIES:
+                del self._seen[next(iter(self._seen))]
+            self._seen[delivery_id] = now
+            return True
+
+
+def verify_mlflow_signature(
+    secret: str, headers: Any, payload: bytes | str, now: float
+) -> str | None:
     """None if MLflow's HMAC-SHA256 signature over "delivery_id.timestamp.payload" is valid and
-    fresh; otherwise why not. Fresh = within 5 minutes, so a captured delivery cannot be replayed
-    later."""
+    fresh; otherwise why not. Fresh = at most 5 minutes old and at most 30 s ahead of our clock,
+    so a captured delivery cannot be replayed later (DeliveryLog refuses it sooner)."""
     signature = headers.get("X-MLflow-Signature", "")
     delivery = headers.get("X-MLflow-Delivery-Id", "")
     timestamp = headers.get("X-MLflow-Timestamp", "")
     if not (signature and delivery and timestamp):
         return "missing X-MLflow-Signature/-Delivery-Id/-Timestamp headers"
     try:
-        skew = abs(now - int(timestamp))
+        age = now - int(timestamp)
     except ValueError:
         return "X-MLflow-Timestamp is not a unix timestamp"
-    if skew > MAX_WEBHOOK_SKEW_SECONDS:
-        return f"timestamp is {skew:.0f}s away from now"
+    if age > MAX_WEBHOOK_SKEW_SECONDS:
+        return f"timestamp is {age:.0f}s old"
+    if -age > MAX_WEBHOOK_FUTURE_SECONDS:
+        return f"timestamp is {-age:.0f}s in the future"
     version, _, value = signature.partition(",")
-    digest = hmac.new(
-        secret.encode(), f"{delivery}.{timestamp}.{payload}".encode(), hashlib.sha256
-    ).digest()
+    body = payload.encode() if isinstance(payload, str) else payload
+    message = _raw(delivery) + b"." + _raw(timestamp) + b"." + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     # Bytes, not str: compare_digest refuses non-ASCII text, and a junk header must be a 401.
-    if version != "v1" or not hmac.compare_digest(value.encode(), base64.b64encode(digest)):
+    if version != "v1" or not hmac.compare_digest(_raw(value), base64.b64encode(digest)):
         return "signature does not match"
     return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from modeldeploy.api.reasons import REGISTRY_UNREACHABLE
+
 
 @dataclass(frozen=True)
 class ResolvedVersion:
@@ -35,3 +37,16 @@ class ModelNotFound(RegistryError):
     but the registry may change, so polling continues at the normal interval."""
 
     retryable = False
+
+
+@dataclass(frozen=True)
+class Unservable:
+    """Why a version may not be rolled out (its pre-flight check failed), or, when `outage`, why
+    it could not be checked: the registry did not answer, which says nothing about the version."""
+
+    reason: str  # a reasons.py constant: VersionNotInRegistry, ModelArtifactsMissing, …
+    message: str
+
+    @property
+    def outage(self) -> bool:
+        return self.reason == REGISTRY_UNREACHABLE

@@ -11,12 +11,16 @@ No I/O, no clock: `now` comes in with the context. The rules:
   when the Deployment's progress deadline passes. History is derived from the stored status, so
   a restarted operator neither repeats entries nor misses a completion.
 * `servingVersion` is the last version fully rolled out; it moves only on success.
+* A version the pods do not run yet is rolled out only if it passed its pre-flight check (the
+  reconciler checks what `Plan.new_version` names and plans again with `Context.unservable`):
+  a failed check keeps what runs now, Degraded with the check's reason, retried soon; a registry
+  that cannot be asked keeps it too, with RegistryReachable=False.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +29,13 @@ from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import Condition, HistoryEntry, Status, iso_ms, set_condition
-from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion
+from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion, Unservable
 from modeldeploy.render import objects as render
 from modeldeploy.rollout.rollback import Assessment, Rollback, Target, assess
 
 PROGRESSING_RECHECK_SECONDS = 10.0
+# A version held back by its pre-flight check is checked again this soon (artifacts may appear).
+PREFLIGHT_RECHECK_SECONDS = 10.0
 MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
 
 
@@ -99,6 +105,8 @@ class Context:
     serving_env: tuple[tuple[str, str], ...] = ()
     alerts: tuple[FiringAlert, ...] = ()  # firing alerts naming this ModelDeployment
     allow_version: str | None = None  # annotation modeldeploy.io/allow-version
+    # Pre-flight failures (or outages) of versions this reconcile checked, by version.
+    unservable: Mapping[str, Unservable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,14 @@ class Plan:
     rollouts_completed: tuple[tuple[str, str], ...] = ()  # (version, outcome)
     requeue_after: float | None = None
     rollback: Rollback | None = None
+    # The version this plan rolls out that the pods do not run yet: pre-flighted before applying.
+    new_version: str | None = None
+    # A decision that must survive a crash (a rollback, a rejected version): the stored status
+    # with only the decision recorded, written before any child is touched, and the Events that
+    # announce it (posted once that write succeeded). Conditions that report the world are not
+    # in it: they wait for the apply and the final status.
+    record_first: Status | None = None
+    decision_events: tuple[Event, ...] = ()
 
 
 _Target = Target
@@ -130,14 +146,16 @@ class _Builder:
         self.ctx = ctx
         self.conditions: tuple[Condition, ...] = ctx.status.conditions
         self.events: list[Event] = []
+        self.decision_events: list[Event] = []
 
     def cond(self, type_: str, status: bool, reason: str, message: str) -> None:
         self.conditions = set_condition(
             self.conditions, type_, status, reason, message, self.ctx.now, self.ctx.generation
         )
 
-    def event(self, warning: bool, reason: str, message: str) -> None:
-        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+    def event(self, warning: bool, reason: str, message: str, decision: bool = False) -> None:
+        ev = Event("Warning" if warning else "Normal", reason, message)
+        (self.decision_events if decision else self.events).append(ev)
 
     def transition(self, type_: str) -> tuple[str | None, str | None]:
         """(old status, new status) of a condition, for transition-only events."""
@@ -153,13 +171,16 @@ def plan(ctx: Context) -> Plan:
     selected = res.version if isinstance(res, ResolvedVersion) else None
     # The allow-version annotation acts once per value.
     allow = ctx.allow_version if ctx.allow_version != old.allow_version_handled else None
-    verdict = assess(ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, allow)
+    verdict = assess(
+        ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, allow, ctx.unservable
+    )
     if verdict.override is not None:
         target = verdict.override
+    target, blocked = _hold(ctx, b, target, selected, verdict)
     history_before = _apply_rollback(ctx, b, verdict)
 
     if target is None:
-        return _nothing_to_serve(ctx, b, resolved)
+        return _nothing_to_serve(ctx, b, resolved, blocked)
 
     desired, prune = _desired_objects(ctx, b, target)
     # The deadline condition counts only once the Deployment controller has seen this template:
@@ -188,8 +209,9 @@ def plan(ctx: Context) -> Plan:
         else f"0/{replicas} updated"
     )
     held_back = bool(verdict.rejected) and (selected is None or selected in verdict.rejected)
+    refused = blocked if blocked is not None and not blocked[1].outage else None
     if complete:
-        unhealthy = not_found or verdict.unanswered is not None
+        unhealthy = not_found or verdict.unanswered is not None or refused is not None
         phase = r.ROLLED_BACK if held_back else r.DEGRADED if unhealthy else r.HEALTHY
         why = r.SCALED_TO_ZERO if replicas == 0 else r.MODEL_SERVING
         b.cond(r.READY, True, why, f"version {target.version} serving on {replicas} replica(s)")
@@ -211,12 +233,7 @@ def plan(ctx: Context) -> Plan:
         )
     if verdict.unanswered is not None:
         a = verdict.unanswered
-        why = (
-            "rollback is disabled"
-            if verdict.reason == r.ROLLBACK_DISABLED
-            else "no earlier healthy version"
-        )
-        msg = f"{a.name} firing for version {a.model_version}; {why}"
+        msg = f"{a.name} firing for version {a.model_version}; {_unanswered_why(ctx, verdict)}"
         b.cond(r.COND_DEGRADED, True, verdict.reason, msg)
         if b.transition(r.COND_DEGRADED)[0] != "True" or _reason_changed(ctx, b, r.COND_DEGRADED):
             b.event(True, r.EV_ALERT_FIRING, msg)
@@ -228,6 +245,8 @@ def plan(ctx: Context) -> Plan:
             r.ROLLED_BACK_REASON,
             f"version {bad} was rolled back; serving {target.version} until the selector moves",
         )
+    elif refused is not None:
+        _refused(ctx, b, refused, f"; keeping version {target.version}")
     elif not_found:
         b.cond(r.COND_DEGRADED, True, r.MODEL_NOT_FOUND, f"{res}; keeping version {target.version}")
     elif stalled and not complete:
@@ -260,14 +279,56 @@ def plan(ctx: Context) -> Plan:
         rollouts_completed=completed,
         requeue_after=PROGRESSING_RECHECK_SECONDS
         if phase in (r.PROGRESSING, r.ROLLING_BACK)
+        else PREFLIGHT_RECHECK_SECONDS
+        if blocked is not None
         else None,
         rollback=verdict.rollback,
+        new_version=target.version if _is_new(ctx, target) else None,
+        record_first=_decision(ctx, verdict, history_before, b.conditions),
+        decision_events=tuple(b.decision_events),
     )
+
+
+def _decision(
+    ctx: Context,
+    verdict: Assessment,
+    history: list[HistoryEntry],
+    conditions: tuple[Condition, ...],
+) -> Status | None:
+    """The stored status with a rollback decision recorded and nothing else changed: the rejected
+    version, the history entries of the rollback and the RolledBack condition. Written before the
+    apply, so a crash between the two cannot forget the rejection and redeploy the bad version."""
+    if verdict.rollback is None:
+        return None
+    rolled_back = next(c for c in conditions if c.type == r.COND_ROLLED_BACK)
+    kept = tuple(c for c in ctx.status.conditions if c.type != r.COND_ROLLED_BACK)
+    return replace(
+        ctx.status,
+        rejected_versions=verdict.rejected,
+        allow_version_handled=ctx.allow_version,
+        history=tuple(history[-r.HISTORY_LIMIT :]),
+        conditions=(*kept, rolled_back),
+    )
+
+
+def plan_invalid_spec(status: Status, message: str, now: datetime, generation: int) -> Plan:
+    """A spec the schema let through but the operator cannot use: phase Failed and Ready=False
+    naming the field; nothing is applied, and the rest of the stored status (rejections, the
+    allow-version value already acted on, history) is kept as it is, so fixing the spec resumes
+    exactly where things were."""
+    old = status.condition(r.READY)
+    conditions = set_condition(
+        status.conditions, r.READY, False, r.INVALID_SPEC, message, now, generation
+    )
+    known = old is not None and (old.reason, old.message) == (r.INVALID_SPEC, message)
+    events = () if known else (Event("Warning", r.INVALID_SPEC, message),)
+    new = replace(status, phase=r.FAILED, observed_generation=generation, conditions=conditions)
+    return Plan(apply=(), prune=(), status=new, events=events)
 
 
 def _registry(ctx: Context, b: _Builder) -> tuple[_Target | None, str | None]:
     """Target version and status.resolvedVersion, with RegistryReachable set."""
-    res, dep, model = ctx.resolution, ctx.deployment, ctx.spec.model
+    res, model = ctx.resolution, ctx.spec.model
     if isinstance(res, ResolvedVersion):
         b.cond(
             r.REGISTRY_REACHABLE,
@@ -289,23 +350,93 @@ def _registry(ctx: Context, b: _Builder) -> tuple[_Target | None, str | None]:
         if b.transition(r.REGISTRY_REACHABLE)[0] != "False":
             b.event(True, r.EV_REGISTRY_UNREACHABLE, f"cannot ask the model registry: {res}")
     resolved = None if answered else ctx.status.resolved_version
+    return _running(ctx), resolved
+
+
+def _running(ctx: Context) -> _Target | None:
+    """What the pods run, from the Deployment's pod template."""
+    dep = ctx.deployment
     if dep is not None and dep.version and dep.model_uri:
-        return _Target(dep.version, dep.model_uri, dep.run_id or ""), resolved
-    return None, resolved
+        return _Target(dep.version, dep.model_uri, dep.run_id or "")
+    return None
 
 
-def _nothing_to_serve(ctx: Context, b: _Builder, resolved: str | None) -> Plan:
+def _is_new(ctx: Context, target: _Target) -> bool:
+    """The pods do not run `target` yet: rolling it out needs its pre-flight check first."""
+    dep = ctx.deployment
+    return dep is None or (dep.version, dep.model_uri) != (target.version, target.uri)
+
+
+Blocked = tuple[str, Unservable]  # (version, why it is not rolled out)
+
+
+def _hold(
+    ctx: Context, b: _Builder, target: _Target | None, selected: str | None, verdict: Assessment
+) -> tuple[_Target | None, Blocked | None]:
+    """The target after the rules that keep what runs now: a rejected version the selector
+    names is not redeployed even with nothing healthy to go back to, and a version that failed
+    its pre-flight check, or could not be checked, is not rolled out."""
+    outages = [(v, u) for v, u in ctx.unservable.items() if u.outage]
+    if outages:  # not a verdict on any version: the registry did not answer the check
+        version, failure = outages[0]
+        msg = f"pre-flight check of version {version}: {failure.message}"
+        b.cond(r.REGISTRY_REACHABLE, False, r.REGISTRY_UNREACHABLE, msg)
+        b.events = [e for e in b.events if e.reason != r.EV_REGISTRY_RECOVERED]
+        said = any(e.reason == r.EV_REGISTRY_UNREACHABLE for e in b.events)
+        if b.transition(r.REGISTRY_REACHABLE)[0] != "False" and not said:
+            b.event(True, r.EV_REGISTRY_UNREACHABLE, f"cannot ask the model registry: {msg}")
+    if verdict.override is None and selected is not None and selected in verdict.rejected:
+        return _running(ctx), None
+    if target is None or not _is_new(ctx, target) or target.version not in ctx.unservable:
+        return target, None
+    return _running(ctx), (target.version, ctx.unservable[target.version])
+
+
+def _refused(ctx: Context, b: _Builder, refused: Blocked, suffix: str) -> str:
+    """Degraded with the pre-flight check's reason; a Warning Event when that is news."""
+    version, failure = refused
+    msg = f"version {version} cannot be rolled out: {failure.message}{suffix}"
+    b.cond(r.COND_DEGRADED, True, failure.reason, msg)
+    old = ctx.status.condition(r.COND_DEGRADED)
+    if old is None or (old.status, old.reason, old.message) != ("True", failure.reason, msg):
+        b.event(True, r.EV_PREFLIGHT_FAILED, msg)
+    return msg
+
+
+def _unanswered_why(ctx: Context, verdict: Assessment) -> str:
+    if verdict.reason == r.ROLLBACK_DISABLED:
+        return "rollback is disabled"
+    if verdict.reason == r.REGISTRY_UNREACHABLE:
+        return "the rollback waits for the registry to confirm its target"
+    known = {h.version for h in ctx.status.history}
+    skipped = [
+        f"version {v}: {u.message}"
+        for v, u in ctx.unservable.items()
+        if v in known and not u.outage
+    ]
+    return "no earlier healthy version" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
+
+
+def _nothing_to_serve(
+    ctx: Context, b: _Builder, resolved: str | None, blocked: Blocked | None = None
+) -> Plan:
     res = ctx.resolution
-    if isinstance(res, ModelNotFound):
-        phase, reason = r.FAILED, r.MODEL_NOT_FOUND
-        b.cond(r.COND_DEGRADED, True, reason, str(res))
-    else:
-        phase, reason = r.RESOLVING, r.REGISTRY_UNREACHABLE
+    waiting = "waiting for the registry to name a version"
+    if blocked is not None and not blocked[1].outage:
+        phase, reason = r.FAILED, blocked[1].reason
+        why = _refused(ctx, b, blocked, "")
+        waiting = f"waiting for version {blocked[0]} to pass its pre-flight check"
+    elif blocked is not None:
+        phase, reason, why = r.RESOLVING, r.REGISTRY_UNREACHABLE, blocked[1].message
         b.cond(r.COND_DEGRADED, False, r.AS_EXPECTED, "")
-    b.cond(r.READY, False, reason, f"nothing is serving: {res}")
-    b.cond(
-        r.COND_PROGRESSING, False, r.NOTHING_SERVING, "waiting for the registry to name a version"
-    )
+    elif isinstance(res, ModelNotFound):
+        phase, reason, why = r.FAILED, r.MODEL_NOT_FOUND, str(res)
+        b.cond(r.COND_DEGRADED, True, reason, why)
+    else:
+        phase, reason, why = r.RESOLVING, r.REGISTRY_UNREACHABLE, str(res)
+        b.cond(r.COND_DEGRADED, False, r.AS_EXPECTED, "")
+    b.cond(r.READY, False, reason, f"nothing is serving: {why}")
+    b.cond(r.COND_PROGRESSING, False, r.NOTHING_SERVING, waiting)
     _phase_event(ctx, b, phase)
     status = replace(
         ctx.status,
@@ -315,7 +446,8 @@ def _nothing_to_serve(ctx: Context, b: _Builder, resolved: str | None) -> Plan:
         observed_generation=ctx.generation,
         conditions=b.conditions,
     )
-    return Plan(apply=(), prune=(), status=status, events=tuple(b.events))
+    recheck = PREFLIGHT_RECHECK_SECONDS if blocked is not None else None
+    return Plan(apply=(), prune=(), status=status, events=tuple(b.events), requeue_after=recheck)
 
 
 def _desired_objects(
@@ -394,7 +526,7 @@ def _apply_rollback(ctx: Context, b: _Builder, verdict: Assessment) -> list[Hist
         if rb.alert.summary:
             msg += f" ({rb.alert.summary})"
         b.cond(r.COND_ROLLED_BACK, True, rb.alert.name, msg)
-        b.event(True, r.EV_ROLLED_BACK, msg)
+        b.event(True, r.EV_ROLLED_BACK, msg, decision=True)
     elif verdict.cleared and not verdict.rejected and ctx.status.condition(r.COND_ROLLED_BACK):
         msg = f"version {', '.join(verdict.cleared)} may be deployed again"
         b.cond(r.COND_ROLLED_BACK, False, r.REJECTION_CLEARED, msg)
@@ -421,6 +553,22 @@ def _history(
     started: list[str] = []
     completed: list[tuple[str, str]] = []
     last = hist[-1] if hist else None
+    if last is None and complete:
+        # No record, yet the pods already run the target: the status was lost (wiped, restored
+        # from a backup without status). Record what is there; nothing was rolled out now, so
+        # no rollout Events or counts.
+        hist.append(
+            HistoryEntry(
+                target.version,
+                now,
+                r.OUTCOME_SUCCEEDED,
+                finished_at=now,
+                reason=r.ADOPTED,
+                run_id=target.run_id or None,
+                model=ctx.spec.model.name,
+            )
+        )
+        return hist, (), ()
     if last is None or last.version != target.version:
         if last is not None and last.outcome == r.OUTCOME_PROGRESSING:
             hist[-1] = replace(
@@ -467,6 +615,8 @@ def _history(
 
 
 def _phase_event(ctx: Context, b: _Builder, phase: str) -> None:
-    if ctx.status.phase != phase:
+    # A first phase of Healthy means a lost status was just rebuilt from what already serves.
+    adopted = ctx.status.phase is None and phase == r.HEALTHY
+    if ctx.status.phase != phase and not adopted:
         warning = phase in (r.DEGRADED, r.FAILED)
         b.event(warning, r.EV_PHASE_CHANGED, f"phase {ctx.status.phase or '-'} → {phase}")

@@ -11,11 +11,17 @@
 * The annotation acts once per value (status.allowVersionHandled remembers it), so leaving it in
   place cannot undo a later rollback.
 * No healthy version to go back to, or rollback disabled: nothing changes but the status.
+* A rollback target is a registry version, not a line of status: status can be written by anyone
+  with status access or restored from a backup. Only entries of this model whose version is a
+  registry version number count, and a version that failed its pre-flight check (gone from the
+  registry, artifacts missing, not servable: `unservable`) is skipped for the next older one.
+  When the registry cannot be asked about the target, the rollback waits for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,8 +30,12 @@ from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import HistoryEntry, Status
+from modeldeploy.registry.types import Unservable
 
 ALLOW_VERSION_ANNOTATION = f"{names.GROUP}/allow-version"
+# MLflow model versions are positive integers; anything else in status.history is not one.
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -48,18 +58,34 @@ class Assessment:
     override: Target | None = None  # deploy this instead of what the selector names
     rollback: Rollback | None = None  # roll back now
     unanswered: FiringAlert | None = None  # firing for the serving version, nothing done
-    reason: str = ""  # why unanswered: RollbackDisabled | NoHealthyVersion
+    reason: str = ""  # why unanswered: RollbackDisabled | NoHealthyVersion | RegistryUnreachable
     cleared: tuple[str, ...] = ()
 
 
+def valid_version(version: str) -> bool:
+    """A registry version number: the only thing a history entry may name as a target."""
+    return _VERSION.fullmatch(version) is not None
+
+
 def last_healthy(
-    history: Sequence[HistoryEntry], exclude: set[str], model: str | None = None
+    history: Sequence[HistoryEntry],
+    exclude: set[str],
+    model: str | None = None,
+    unservable: Mapping[str, Unservable] | None = None,
 ) -> HistoryEntry | None:
-    """Newest Succeeded rollout not in `exclude`, of `model` (entries that predate recording
-    the model count as the same model)."""
+    """Newest Succeeded rollout of a valid version not in `exclude`, of `model` (entries that
+    predate recording the model count as the same model), skipping versions whose pre-flight
+    check failed. A version the registry could not be asked about is returned: the caller waits."""
+    failed = {v for v, u in (unservable or {}).items() if not u.outage}
     for entry in reversed(history):
         same = model is None or entry.model in (None, model)
-        if same and entry.outcome == r.OUTCOME_SUCCEEDED and entry.version not in exclude:
+        if (
+            same
+            and entry.outcome == r.OUTCOME_SUCCEEDED
+            and valid_version(entry.version)
+            and entry.version not in exclude
+            and entry.version not in failed
+        ):
             return entry
     return None
 
@@ -82,9 +108,11 @@ def assess(
     selected: str | None,
     alerts: Sequence[FiringAlert],
     allow_version: str | None,
+    unservable: Mapping[str, Unservable] | None = None,
 ) -> Assessment:
     """`serving`: the version in the Deployment's template; `selected`: the version the registry
-    just named (None when it could not answer)."""
+    just named (None when it could not answer); `unservable`: pre-flight results that failed."""
+    unservable = unservable or {}
     model = spec.model.name
     # Rejections name versions of one model: after spec.model.name changes they mean nothing.
     last = status.history[-1] if status.history else None
@@ -108,20 +136,21 @@ def assess(
     why = ""
     if firing:
         alert = firing[0]
-        good = last_healthy(status.history, set(rejected) | {serving or ""}, model)
+        good = last_healthy(status.history, set(rejected) | {serving or ""}, model, unservable)
         if not spec.rollback.enabled:
             unanswered, why = alert, r.ROLLBACK_DISABLED
         elif good is None:
             unanswered, why = alert, r.NO_HEALTHY_VERSION
+        elif good.version in unservable:  # the registry did not answer its pre-flight check
+            unanswered, why = alert, r.REGISTRY_UNREACHABLE
         else:
             rejected.append(alert.model_version)
             rollback = Rollback(bad=alert.model_version, good=good.version, alert=alert)
 
     override = None
     if rollback is not None or (selected is not None and selected in rejected):
-        good = last_healthy(status.history, set(rejected), model)
+        good = last_healthy(status.history, set(rejected), model, unservable)
         if good is not None:
-            override = Target(
-                good.version, f"models:/{spec.model.name}/{good.version}", good.run_id or ""
-            )
+            run_id = good.run_id if good.run_id and _RUN_ID.fullmatch(good.run_id) else ""
+            override = Target(good.version, f"models:/{spec.model.name}/{good.version}", run_id)
     return Assessment(tuple(rejected), override, rollback, unanswered, why, tuple(cleared))

@@ -94,8 +94,8 @@ class Operator:
             MODELDEPLOY_REGISTRY_WEBHOOK_SECRET=WEBHOOK_SECRET,
             # The token the local stack's Alertmanager sends (dev/stack.py alert_token).
             MODELDEPLOY_ALERT_WEBHOOK_TOKEN=devstack.Stack().alert_token(),
-            **(extra_env or {}),
         )
+        env.update(extra_env or {})
         self.args = [
             str(Path(sys.executable).parent / "modeldeploy"),
             "operator",

@@ -70,7 +70,7 @@ def through(p: Plan) -> Status:
 
 
 def count(p: Plan, reason: str) -> int:
-    return sum(1 for e in p.events if e.reason == reason)
+    return sum(1 for e in (*p.decision_events, *p.events) if e.reason == reason)
 
 
 def same_outcome(a: Plan, b: Plan) -> bool:
@@ -150,7 +150,8 @@ def test_rollback_sets_rolled_back_condition_degraded_and_one_warning_event() ->
     assert cond(p, r.COND_DEGRADED) == ("True", r.ROLLED_BACK_REASON)
     assert cond(p, r.READY) == ("False", r.ROLLOUT_IN_PROGRESS)
     assert count(p, r.EV_ROLLED_BACK) == 1
-    (ev,) = [e for e in p.events if e.reason == r.EV_ROLLED_BACK]
+    # Announced with the decision (posted once the decision is stored, before the apply).
+    (ev,) = [e for e in p.decision_events if e.reason == r.EV_ROLLED_BACK]
     assert ev.type == "Warning" and ERRORS in ev.message
     assert ("Normal", r.EV_PHASE_CHANGED) in event_reasons(p)
 

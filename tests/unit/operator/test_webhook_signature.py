@@ -10,7 +10,12 @@ import json
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from modeldeploy.controller.runtime import MAX_WEBHOOK_SKEW_SECONDS, verify_mlflow_signature
+from modeldeploy.controller.runtime import (
+    MAX_WEBHOOK_FUTURE_SECONDS,
+    MAX_WEBHOOK_SKEW_SECONDS,
+    DeliveryLog,
+    verify_mlflow_signature,
+)
 
 SECRET = "whsec-4f0d9c2b"
 NOW = 1_750_000_000
@@ -61,7 +66,7 @@ def test_payload_with_non_ascii_text_is_accepted() -> None:
     assert verify_mlflow_signature(SECRET, headers(payload=payload), payload, NOW) is None
 
 
-@pytest.mark.parametrize("skew", [-MAX_WEBHOOK_SKEW_SECONDS, MAX_WEBHOOK_SKEW_SECONDS])
+@pytest.mark.parametrize("skew", [-MAX_WEBHOOK_SKEW_SECONDS, MAX_WEBHOOK_FUTURE_SECONDS])
 def test_timestamp_at_the_edge_of_the_window_is_accepted(skew: int) -> None:
     assert verify_mlflow_signature(SECRET, headers(timestamp=NOW + skew), PAYLOAD, NOW) is None
 
@@ -98,12 +103,46 @@ def test_missing_header_is_refused_naming_the_headers(missing: str) -> None:
     assert error is not None and "missing" in error and missing.removeprefix("X-MLflow") in error
 
 
+@pytest.mark.parametrize("age", [MAX_WEBHOOK_SKEW_SECONDS + 1, 86_400])
+def test_stale_timestamp_is_refused_even_when_correctly_signed(age: int) -> None:
+    error = verify_mlflow_signature(SECRET, headers(timestamp=NOW - age), PAYLOAD, NOW)
+    assert error is not None and "old" in error
+
+
 @pytest.mark.parametrize(
-    "skew", [MAX_WEBHOOK_SKEW_SECONDS + 1, -(MAX_WEBHOOK_SKEW_SECONDS + 1), 86_400]
+    "ahead", [MAX_WEBHOOK_FUTURE_SECONDS + 1, MAX_WEBHOOK_SKEW_SECONDS, 86_400]
 )
-def test_stale_or_future_timestamp_is_refused_even_when_correctly_signed(skew: int) -> None:
-    error = verify_mlflow_signature(SECRET, headers(timestamp=NOW - skew), PAYLOAD, NOW)
-    assert error is not None and "away from now" in error
+def test_future_timestamp_beyond_a_small_skew_is_refused(ahead: int) -> None:
+    """A delivery stamped ahead would stay "fresh" (and replayable) for longer than the window."""
+    error = verify_mlflow_signature(SECRET, headers(timestamp=NOW + ahead), PAYLOAD, NOW)
+    assert error is not None and "in the future" in error
+
+
+def test_undecodable_header_bytes_are_refused_not_raised() -> None:
+    """aiohttp hands undecodable header bytes over as surrogates."""
+    junk = b"v1,\xff\xfe".decode("utf-8", "surrogateescape")
+    h = headers() | {"X-MLflow-Signature": junk, "X-MLflow-Delivery-Id": junk}
+    assert verify_mlflow_signature(SECRET, h, PAYLOAD, NOW) == "signature does not match"
+
+
+def test_a_delivery_is_accepted_once_within_the_window_and_forgotten_after() -> None:
+    log = DeliveryLog()
+    assert log.first_time(DELIVERY, NOW)
+    assert not log.first_time(DELIVERY, NOW + 1)
+    assert not log.first_time(DELIVERY, NOW + log.keep_seconds)
+    assert log.first_time("another", NOW + 2)
+    # Past the window the signature check refuses the old timestamp; the id may go.
+    assert log.first_time(DELIVERY, NOW + log.keep_seconds + 1)
+
+
+def test_the_delivery_log_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import modeldeploy.controller.runtime as rt
+
+    monkeypatch.setattr(rt, "MAX_REMEMBERED_DELIVERIES", 3)
+    log = DeliveryLog()
+    for i in range(5):
+        assert log.first_time(f"d{i}", NOW)
+    assert len(log._seen) == 3 and not log.first_time("d4", NOW)
 
 
 def test_timestamp_that_is_not_a_number_is_refused() -> None:

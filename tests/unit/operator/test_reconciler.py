@@ -1,0 +1,236 @@
+"""The reconcile loop (observe → plan → apply → status) against in-memory fakes of its two
+doors: what is written in which order, and what a failure in between leaves behind.
+
+The rules under test (issue: status tells the truth):
+* conditions that report the world are written only after the apply that makes them true;
+* a rollback decision is stored before any child is touched, and announced once stored;
+* Events and counters follow a successful status write, so a failed apply loses none and
+  repeats none;
+* a lost status is rebuilt from what serves without rollout Events;
+* an invalid spec keeps the rest of the status;
+* the operator's own registry credentials go only to its own registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modeldeploy import names
+from modeldeploy.alerts.store import AlertStore
+from modeldeploy.api import reasons as r
+from modeldeploy.controller.metrics import OperatorMetrics
+from modeldeploy.controller.reconciler import OperatorConfig, Reconciler, same_server
+from modeldeploy.registry.cache import ResolutionCache
+from tests.unit.operator.fakes import FakeKube, FakeRegistry
+
+NS, NAME, MODEL = "ml", "fraud", "fraud-detector"
+REGISTRY = "http://registry.test:5000"
+OPERATOR_CREDS = {"MLFLOW_TRACKING_USERNAME": "operator", "MLFLOW_TRACKING_PASSWORD": "s3cret"}
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[FakeKube, FakeRegistry, Reconciler, AlertStore]]:
+    kube = FakeKube(monitoring=frozenset({"ServiceMonitor", "PrometheusRule"}))
+    registry = FakeRegistry()
+    registry.versions[MODEL] = {"1", "2"}
+    registry.aliases[(MODEL, "champion")] = "1"
+    alerts = AlertStore()
+    rec = Reconciler(
+        kube,  # type: ignore[arg-type]
+        OperatorConfig(
+            default_tracking_uri=REGISTRY,
+            default_credentials=OPERATOR_CREDS,
+            serving_env=(("MODELDEPLOY_TRUST_MODEL_CODE", "registry"),),
+        ),
+        ResolutionCache(),
+        OperatorMetrics(),
+        alerts,
+        clock=Clock(),
+        client_factory=registry.factory,  # type: ignore[arg-type]
+    )
+    kube.add_md(NS, NAME, {"model": {"name": MODEL, "alias": "champion"}})
+    yield kube, registry, rec, alerts
+
+
+def cond(status: dict[str, Any], type_: str) -> tuple[str, str]:
+    c = next(c for c in status.get("conditions", []) if c["type"] == type_)
+    return c["status"], c["reason"]
+
+
+def serve(kube: FakeKube, rec: Reconciler, version: str) -> None:
+    """Reconcile until `version` is rolled out and Healthy."""
+    rec.cache.invalidate_model(MODEL)
+    rec.reconcile((NS, NAME))
+    kube.finish_rollout(NS, NAME)
+    rec.reconcile((NS, NAME))
+    st = kube.status(NS, NAME)
+    assert (st["phase"], st["servingVersion"]) == (r.HEALTHY, version)
+
+
+def test_status_is_written_after_the_children_it_reports(world: Any) -> None:
+    kube, _, rec, _ = world
+    rec.reconcile((NS, NAME))
+    first_status = kube.calls.index("status")
+    applied = [c for c in kube.calls[:first_status] if c.startswith("apply")]
+    assert applied == [
+        "apply Deployment",
+        "apply Service",
+        "apply ServiceMonitor",
+        "apply PrometheusRule",
+    ]
+    assert cond(kube.status(NS, NAME), r.MONITORING_READY) == ("True", r.MONITORING_APPLIED)
+    # Events only after the write that records them.
+    assert kube.calls.index("event RolloutStarted") > first_status
+
+
+def test_a_failed_apply_writes_no_status_and_loses_no_event(world: Any) -> None:
+    kube, _, rec, _ = world
+    kube.fail_apply = lambda obj: obj["kind"] == "PrometheusRule"
+    with pytest.raises(RuntimeError, match="PrometheusRule"):
+        rec.reconcile((NS, NAME))
+    assert "status" not in kube.calls and kube.events == []
+    assert kube.status(NS, NAME) == {}  # nothing claims MonitoringReady
+
+    kube.fail_apply = lambda obj: False
+    rec.reconcile((NS, NAME))
+    rec.reconcile((NS, NAME))  # nothing new: no write, no Event
+    assert kube.calls.count("status") == 1
+    assert kube.reasons().count(r.EV_ROLLOUT_STARTED) == 1
+    assert rec.metrics.rollouts_started.labels(NS, NAME)._value.get() == 1
+
+
+def test_unchanged_world_writes_nothing(world: Any) -> None:
+    kube, _, rec, _ = world
+    serve(kube, rec, "1")
+    writes, events = kube.calls.count("status"), len(kube.events)
+    rec.cache.invalidate_model(MODEL)
+    rec.reconcile((NS, NAME))
+    assert (kube.calls.count("status"), len(kube.events)) == (writes, events)
+
+
+def firing(alerts: AlertStore, version: str) -> None:
+    labels = {
+        "alertname": names.ALERT_HIGH_ERROR_RATE,
+        names.PROM_NAMESPACE: NS,
+        names.PROM_MODELDEPLOYMENT: NAME,
+        names.PROM_MODEL_VERSION: version,
+    }
+    heard = (T0 + timedelta(hours=1)).timestamp()
+    alerts.apply_notification({"alerts": [{"status": "firing", "labels": labels}]}, heard)
+
+
+def test_rollback_is_stored_before_the_apply_and_survives_its_failure(world: Any) -> None:
+    kube, registry, rec, alerts = world
+    serve(kube, rec, "1")
+    registry.aliases[(MODEL, "champion")] = "2"
+    serve(kube, rec, "2")
+    firing(alerts, "2")
+    kube.calls.clear()
+    kube.fail_apply = lambda obj: obj["kind"] == "Deployment"
+    with pytest.raises(RuntimeError):
+        rec.reconcile((NS, NAME))
+    # The decision is stored and announced; the world conditions are not touched yet.
+    assert kube.calls[:3] == ["status", "event RolledBack", "apply Deployment"]
+    st = kube.status(NS, NAME)
+    assert st["rejectedVersions"] == ["2"]
+    assert [h["outcome"] for h in st["history"][-2:]] == [r.OUTCOME_ROLLED_BACK, "Progressing"]
+    assert cond(st, r.COND_ROLLED_BACK) == ("True", names.ALERT_HIGH_ERROR_RATE)
+    assert st["phase"] == r.HEALTHY and cond(st, r.READY)[0] == "True"  # as before
+    assert registry.tags and registry.tags[-1][1:3] == ("2", "modeldeploy.io/rejected")
+
+    # The retry finishes the rollback without a second decision or Event.
+    kube.fail_apply = lambda obj: False
+    rec.reconcile((NS, NAME))
+    dep = kube.objects[("Deployment", NS, NAME)]
+    assert dep["spec"]["template"]["metadata"]["labels"][names.LABEL_MODEL_VERSION] == "1"
+    assert kube.status(NS, NAME)["phase"] == r.ROLLING_BACK
+    assert kube.reasons().count(r.EV_ROLLED_BACK) == 1
+    assert len(registry.tags) == 1
+    key = (NS, NAME, names.ALERT_HIGH_ERROR_RATE)
+    assert rec.metrics.rollbacks.labels(*key)._value.get() == 1
+
+
+def test_a_wiped_status_is_rebuilt_without_rollout_events(world: Any) -> None:
+    kube, _, rec, _ = world
+    serve(kube, rec, "1")
+    kube.events.clear()
+    kube.set_status(NS, NAME, {})
+    rec.reconcile((NS, NAME))
+    st = kube.status(NS, NAME)
+    assert (st["phase"], st["servingVersion"]) == (r.HEALTHY, "1")
+    (entry,) = st["history"]
+    assert (entry["version"], entry["outcome"], entry["reason"]) == ("1", "Succeeded", r.ADOPTED)
+    assert kube.events == []
+
+
+def test_an_invalid_spec_keeps_the_allow_version_already_acted_on(world: Any) -> None:
+    kube, _, rec, _ = world
+    serve(kube, rec, "1")
+    st = kube.status(NS, NAME)
+    st["allowVersionHandled"] = "2"
+    st["rejectedVersions"] = ["3"]
+    kube.set_status(NS, NAME, st)
+    kube.mds[(NS, NAME)]["spec"]["serving"] = {"replicas": -1}
+    kube.mds[(NS, NAME)]["metadata"]["generation"] = 2
+    rec.reconcile((NS, NAME))
+    after = kube.status(NS, NAME)
+    assert after["phase"] == r.FAILED and cond(after, r.READY) == ("False", r.INVALID_SPEC)
+    assert after["allowVersionHandled"] == "2" and after["rejectedVersions"] == ["3"]
+    assert after["history"] == st["history"]
+    assert kube.reasons().count(r.INVALID_SPEC) == 1
+    rec.reconcile((NS, NAME))
+    assert kube.reasons().count(r.INVALID_SPEC) == 1  # once per message
+
+
+@pytest.mark.parametrize(
+    ("uri", "gets_them"),
+    [
+        (None, True),
+        (REGISTRY, True),
+        ("http://Registry.test:5000/", True),
+        ("http://attacker.test:5000", False),
+        ("http://registry.test:5001", False),
+        ("http://registry.test:5000/other", False),
+    ],
+)
+def test_operator_credentials_go_only_to_the_operator_registry(
+    world: Any, uri: str | None, gets_them: bool
+) -> None:
+    kube, registry, rec, _ = world
+    if uri:
+        kube.mds[(NS, NAME)]["spec"]["registry"] = {"trackingUri": uri}
+    rec.reconcile((NS, NAME))
+    ((asked, creds),) = registry.clients
+    assert asked == (uri or REGISTRY)
+    assert creds == (OPERATOR_CREDS if gets_them else {})
+
+
+def test_a_named_secret_is_used_for_any_registry(world: Any) -> None:
+    kube, registry, rec, _ = world
+    kube.secrets[(NS, "mine")] = {"MLFLOW_TRACKING_TOKEN": "team-token"}
+    kube.mds[(NS, NAME)]["spec"]["registry"] = {
+        "trackingUri": "http://team.test",
+        "credentialsSecret": "mine",
+    }
+    rec.reconcile((NS, NAME))
+    assert registry.clients == [("http://team.test", {"MLFLOW_TRACKING_TOKEN": "team-token"})]
+
+
+def test_same_server() -> None:
+    assert same_server("http://a:1", "http://A:1/")
+    assert not same_server("http://a:1", "https://a:1")
+    assert not same_server("http://a:1", "http://user@a:1")
