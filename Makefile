@@ -14,8 +14,10 @@ help: ## Show this help
 $(VENV)/.installed: pyproject.toml
 	@dev/build-tools.sh --system-deps python3-venv
 	python3 -m venv $(VENV)
+	@echo "[install $$(date +%H:%M:%S)] Python packages into $(VENV) (first time: about 4 min; later: seconds)"
 	$(VENV)/bin/pip install -q --upgrade 'pip>=25.1'
 	$(VENV)/bin/pip install -q -e . --group dev
+	@echo "[install $$(date +%H:%M:%S)] done"
 	touch $@
 
 .PHONY: install
