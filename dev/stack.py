@@ -958,6 +958,7 @@ class Supervisor:
             info = self.stack.state().get("cluster")
             if not info:
                 return
+            before = self.stack.cluster_pids()
             log(
                 "cluster: "
                 + ", ".join(f"{n} (pid {pid})" for n, pid in sorted(dead.items()))
@@ -974,8 +975,10 @@ class Supervisor:
                 res = self.stack._kwokctl(
                     info["path"], "start", "cluster", "--timeout", "10s", check=False, stdout=out
                 )
-            self._count(dead)
-        now = self.stack.cluster_pids()
+            now = self.stack.cluster_pids()
+            # kwokctl starts every component that is not running, including one that exited
+            # after `dead` was taken (during its wait for the API server): count by pid change.
+            self._count(n for n, pid in now.items() if pid != before.get(n) and pid_alive(pid))
         log(
             f"cluster: kwokctl start cluster exited {res.returncode}; "
             + ", ".join(f"{n} now pid {now.get(n, '?')}" for n in sorted(dead))

@@ -28,6 +28,7 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures)
 
 def add_flaky_version(reg: Registry, name: str, failure_share: float = 0.5) -> str:
     cloudpickle.register_pickle_by_value(flaky_model)
+    mlflow.set_tracking_uri(reg.uri)  # process-wide: other tests may have pointed it elsewhere
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=flaky_model.Flaky(failure_share))
     mv = reg.client.create_model_version(name, info.model_uri, model_id=info.model_id)
@@ -46,12 +47,26 @@ def monitoring(
     stack.stack.set_alert_webhook(f"http://127.0.0.1:{port}/alerts/alertmanager")
 
 
-class Traffic:
-    """Predictions against every live process of one ModelDeployment, until stopped."""
+GOOD_INPUT = b'{"inputs": [[1.5]]}'
 
-    def __init__(self, pods: object, md: str, rate: float = 40.0) -> None:
+
+class Traffic:
+    """Predictions against every live process of one ModelDeployment, until stopped. With
+    `bad`, every `bad_every`-th request sends that body instead; its answers are counted apart
+    in `bad_codes`."""
+
+    def __init__(
+        self,
+        pods: object,
+        md: str,
+        rate: float = 40.0,
+        bad: bytes | None = None,
+        bad_every: int = 10,
+    ) -> None:
         self.pods, self.md, self.rate = pods, md, rate
-        self.codes: Counter[tuple[str, int]] = Counter()  # (version, status) → count
+        self.bad, self.bad_every = bad, bad_every
+        self.codes: Counter[tuple[str, int]] = Counter()  # good requests: (version, status)
+        self.bad_codes: Counter[tuple[str, int]] = Counter()  # bad ones: (version, status)
         self.first_seen: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -66,12 +81,20 @@ class Traffic:
 
     def _run(self) -> None:
         session = requests.Session()
+        sent = 0
         while not self._stop.is_set():
             for ep in self.pods.endpoints(self.md):  # type: ignore[attr-defined]
+                sent += 1
+                bad = self.bad is not None and sent % self.bad_every == 0
                 try:
-                    r = session.post(f"{ep.url}/invocations", json={"inputs": [[1.5]]}, timeout=2)
+                    r = session.post(
+                        f"{ep.url}/invocations",
+                        data=self.bad if bad else GOOD_INPUT,
+                        headers={"Content-Type": "application/json"},
+                        timeout=2,
+                    )
                 except requests.RequestException:
                     continue
                 self.first_seen.setdefault(ep.version, time.monotonic())
-                self.codes[(ep.version, r.status_code)] += 1
+                (self.bad_codes if bad else self.codes)[(ep.version, r.status_code)] += 1
             self._stop.wait(1 / self.rate)

@@ -26,6 +26,9 @@ def fresh_version(registry: Registry, model: str) -> tuple[str, Path]:
     from sklearn.linear_model import LogisticRegression
 
     x, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    # MLflow's tracking URI is process-wide, and other tests point it at MLflow servers of their
+    # own that are gone by now: log to the registry this test asks.
+    mlflow.set_tracking_uri(registry.uri)
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name="model")
     mv = registry.client.create_model_version(

@@ -50,12 +50,12 @@ def test_scheduler_and_controller_manager_return_after_api_server_outage(tmp_pat
             now = s.cluster_pids()
             back = {n: now.get(n, 0) for n in losers}
             fresh = all(pid != losers[n] and devstack.pid_alive(pid) for n, pid in back.items())
-            return back if fresh else None
+            # The supervisor records a restart just after kwokctl has started the process: a
+            # new pid can be seen a moment before its count.
+            counted = s.state()["supervisor"]["restarts"]
+            return back if fresh and all(counted.get(n, 0) >= 1 for n in losers) else None
 
-        wait_for(restarted, timeout=60, what="scheduler and controller-manager running again")
-        restarts = s.state()["supervisor"]["restarts"]
-        assert restarts.get("kube-scheduler", 0) >= 1, restarts
-        assert restarts.get("kube-controller-manager", 0) >= 1, restarts
+        wait_for(restarted, timeout=60, what="scheduler and controller-manager restarted")
         assert "kube-scheduler" in (s.logs / "supervisor.log").read_text()
 
         core = client.CoreV1Api(config.new_client_from_config(s.state()["cluster"]["kubeconfig"]))
