@@ -51,10 +51,12 @@ def test_deployment_reaches_three_available_replicas_and_service_gets_endpoints(
         },
     )
 
-    available = wait_for(
-        lambda: apps.read_namespaced_deployment_status("web", namespace).status.available_replicas
-    )
-    assert available == 3
+    # Replicas become available one at a time: wait for all three, not for the first.
+    def available() -> bool:
+        status = apps.read_namespaced_deployment_status("web", namespace).status
+        return status.available_replicas == 3
+
+    wait_for(available, what="3 available replicas")
 
     def ready_addresses() -> int:
         slices = (
