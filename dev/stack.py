@@ -163,6 +163,16 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(g) for g in m.groups() if g is not None) if m else ()
 
 
+def installed(part: str, *commands: str) -> str:
+    """The first of `commands` on PATH (Debian's name first), at least the version that
+    dev/versions.env names for `part`; PartFailed saying how to install it otherwise."""
+    binary = next((found for c in commands if (found := shutil.which(c))), None)
+    if not binary:
+        raise PartFailed(part, f"{commands[0]} is not installed ({SYSTEM_DEPS})")
+    require_version(part, binary, read_versions()[f"{part.upper()}_MIN_VERSION"])
+    return binary
+
+
 def require_version(part: str, binary: str, minimum: str) -> None:
     """Fails the part, naming the fix, when `binary --version` is older than `minimum`
     (dev/versions.env): an old Prometheus rejects rule fields the operator renders."""
@@ -587,10 +597,7 @@ class Stack:
         if part == "mlflow":
             return self._mlflow_command(port)
         if part == "alertmanager":
-            binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-            if not binary:
-                raise PartFailed(part, f"prometheus-alertmanager is not installed ({SYSTEM_DEPS})")
-            require_version(part, binary, read_versions()["ALERTMANAGER_MIN_VERSION"])
+            binary = installed(part, "prometheus-alertmanager", "alertmanager")
             d = self.root / "alertmanager"
             return [
                 binary,
@@ -600,10 +607,7 @@ class Stack:
                 "--cluster.listen-address=",  # no clustering: no gossip port at all
             ], None
         if part == "prometheus":
-            binary = shutil.which("prometheus")
-            if not binary:
-                raise PartFailed(part, f"prometheus is not installed ({SYSTEM_DEPS})")
-            require_version(part, binary, read_versions()["PROMETHEUS_MIN_VERSION"])
+            binary = installed(part, "prometheus")
             d = self.root / "prometheus"
             return [
                 binary,
