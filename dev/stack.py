@@ -139,12 +139,14 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie (exited, not yet reaped) is not alive.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    # A zombie (exited, not yet reaped) is not alive. The process's own state is its main
+    # thread's: a Go program whose main thread has exited shows Z while its other threads still
+    # run and hold its sockets, so it is alive while any of its threads is.
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):
+            if stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+    return False
 
 
 def read_versions() -> dict[str, str]:
@@ -409,7 +411,12 @@ class Stack:
                 return
             self._save(part, None)
         if part == "cluster":
+            components = self.cluster_pids()
             self._kwokctl(info["path"], "delete", "cluster", check=False)
+            # kwokctl returns before its components have exited, and an exiting process drops
+            # its command line before its sockets: wait for each, or a port outlives `down`.
+            for pid in components.values():
+                terminate(pid, group=False)
         else:
             terminate(int(info["pid"]))
         log(f"{part}: stopped")

@@ -16,6 +16,19 @@ def listening_ports() -> set[int]:
     return {c.laddr.port for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN}
 
 
+def listeners(ports: set[int]) -> list[tuple[int, int | None, str]]:
+    """(port, pid, command line) of whoever listens on `ports`: a failure names the culprit."""
+    out = []
+    for c in psutil.net_connections("inet"):
+        if c.status == psutil.CONN_LISTEN and c.laddr.port in ports:
+            try:
+                cmd = " ".join(psutil.Process(c.pid).cmdline())[:200] if c.pid else "?"
+            except psutil.Error:
+                cmd = "gone"
+            out.append((c.laddr.port, c.pid, cmd))
+    return out
+
+
 def processes_naming(root: Path) -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter(["cmdline"]):
@@ -44,4 +57,5 @@ def test_stack_down_leaves_no_process_or_listening_port(tmp_path: Path) -> None:
     finally:
         s.down()
     assert not processes_naming(s.root), "processes left after down"
-    assert not (ports & listening_ports()), "ports still listening after down"
+    left = ports & listening_ports()
+    assert not left, f"ports still listening after down: {listeners(left)}"
