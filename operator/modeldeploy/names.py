@@ -61,3 +61,22 @@ OP_REGISTRY_SECONDS: Final = "modeldeploy_registry_request_duration_seconds"
 ALERT_HIGH_ERROR_RATE: Final = "ModelHighErrorRate"
 ALERT_HIGH_LATENCY: Final = "ModelHighLatency"
 ALERT_DRIFT: Final = "ModelInputDrift"
+
+# MLflow tags modeldeploy writes and reads (docs/governance.md and docs/tracking.md show them).
+# Keys use only characters MLflow allows in tag keys (letters, digits, _ - . / : and space).
+TAG_PREFIX: Final = f"{GROUP}/"
+# On model versions. The operator writes only TAG_REJECTED and TAG_AUDIT keys for its own
+# actions (deploy, rollback); it acts on TAG_APPROVED keys, which only people write.
+TAG_REJECTED: Final = f"{GROUP}/rejected"  # "ns/name: Alert at time", by the rollback
+TAG_APPROVED: Final = f"{GROUP}/approved."  # + stage → JSON {"by", "at", "note"}
+TAG_PROMOTED: Final = f"{GROUP}/promoted."  # + stage → JSON {"by", "at", "from", "previous"}
+TAG_AUDIT: Final = f"{GROUP}/audit."  # + "<yyyymmddThhmmss.fffZ>.<action>.<nonce>" → JSON
+# On registered models: which aliases are stages and which stages need an approval.
+TAG_POLICY: Final = f"{GROUP}/policy"  # JSON {"stages": [...], "requireApproval": [...]}
+# On training runs (modeldeploy.tracking).
+TAG_DATASET: Final = f"{GROUP}/dataset."  # + dataset name → JSON dataset record
+TAG_PREPROCESSING: Final = f"{GROUP}/preprocessing"  # JSON summary; full steps in the artifact
+TAG_DRIFT_BASELINE: Final = f"{GROUP}/drift-baseline"  # JSON {"modelId", "artifact", ...}
+PREPROCESSING_ARTIFACT: Final = "modeldeploy/preprocessing.json"
+# MLflow's own run tag for the code version (set by `mlflow run` and by autologging in a repo).
+MLFLOW_GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"
