@@ -6,12 +6,22 @@ from typing import Final
 # status.phase
 RESOLVING: Final = "Resolving"
 PROGRESSING: Final = "Progressing"
+AWAITING_APPROVAL: Final = "AwaitingApproval"
 HEALTHY: Final = "Healthy"
 DEGRADED: Final = "Degraded"
 ROLLING_BACK: Final = "RollingBack"
 ROLLED_BACK: Final = "RolledBack"
 FAILED: Final = "Failed"
-PHASES: Final = (RESOLVING, PROGRESSING, HEALTHY, DEGRADED, ROLLING_BACK, ROLLED_BACK, FAILED)
+PHASES: Final = (
+    RESOLVING,
+    PROGRESSING,
+    AWAITING_APPROVAL,
+    HEALTHY,
+    DEGRADED,
+    ROLLING_BACK,
+    ROLLED_BACK,
+    FAILED,
+)
 
 # condition types
 READY: Final = "Ready"
@@ -20,6 +30,8 @@ COND_DEGRADED: Final = "Degraded"
 REGISTRY_REACHABLE: Final = "RegistryReachable"
 MONITORING_READY: Final = "MonitoringReady"
 COND_ROLLED_BACK: Final = "RolledBack"
+# Only with spec.model.requireApproval: whether the selector's version is approved for the stage.
+COND_APPROVED: Final = "Approved"
 
 # condition reasons
 MODEL_SERVING: Final = "ModelServing"
@@ -49,6 +61,10 @@ MSG_NOT_IN_REGISTRY: Final = "model {model!r} has no version {version} in the re
 MSG_ARTIFACTS_MISSING: Final = "its MLmodel file is not in the artifact store"
 MSG_MLMODEL_UNREADABLE: Final = "its MLmodel file is not a YAML mapping"
 INVALID_SPEC: Final = "InvalidSpec"
+# approval gate (spec.model.requireApproval)
+APPROVAL_GRANTED: Final = "ApprovalGranted"
+APPROVAL_MISSING: Final = "AwaitingApproval"
+SERVING_UNAPPROVED: Final = "ServingWithoutApproval"
 # history reason of a version found serving when the status held no history (wiped, restored)
 ADOPTED: Final = "found serving with no recorded history"
 
@@ -72,5 +88,8 @@ EV_ROLLED_BACK: Final = "RolledBack"
 EV_ALERT_FIRING: Final = "AlertFiring"
 EV_REJECTION_CLEARED: Final = "RejectionCleared"
 EV_PREFLIGHT_FAILED: Final = "PreflightFailed"
+EV_APPROVAL_REQUIRED: Final = "ApprovalRequired"
+EV_APPROVED: Final = "Approved"
+EV_REGISTRY_TAG_FAILED: Final = "RegistryTagFailed"
 
 HISTORY_LIMIT: Final = 10

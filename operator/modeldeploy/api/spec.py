@@ -18,6 +18,7 @@ from modeldeploy.api.durations import parse_duration
 STAGES = ("Staging", "Production", "Archived", "None")
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+_STAGE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 _TRACKING_URI = re.compile(
     r"^(https?://[^/\s:]+(:\d{1,5})?(/\S*)?|databricks(://[A-Za-z0-9_.-]+)?)$"
 )
@@ -97,6 +98,8 @@ class RollbackSpec:
 @dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: ModelRef
+    # spec.model.requireApproval: roll out only versions approved for this stage.
+    require_approval: str | None = None
     registry: RegistrySpec = RegistrySpec()
     serving: ServingSpec = ServingSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
@@ -236,11 +239,20 @@ def _parse_rollback(d: Mapping[str, Any]) -> RollbackSpec:
     return RollbackSpec(_bool(d, "enabled", "spec.rollback"), tuple(on_alerts))
 
 
+def _parse_require_approval(d: Mapping[str, Any]) -> str | None:
+    stage = _opt_str(d, "requireApproval", "spec.model")
+    if stage is not None and not _STAGE.match(stage):
+        raise SpecError("spec.model.requireApproval", f"{stage!r} is not a stage (alias) name")
+    return stage
+
+
 def parse_spec(spec: Mapping[str, Any]) -> ModelDeploymentSpec:
     if not isinstance(spec, Mapping) or not spec.get("model"):
         raise SpecError("spec.model", "is required")
+    model = _obj(spec, "model", "spec")
     return ModelDeploymentSpec(
-        model=_parse_model(_obj(spec, "model", "spec")),
+        model=_parse_model(model),
+        require_approval=_parse_require_approval(model),
         registry=_parse_registry(_obj(spec, "registry", "spec")),
         serving=_parse_serving(_obj(spec, "serving", "spec")),
         monitoring=_parse_monitoring(_obj(spec, "monitoring", "spec")),

@@ -10,6 +10,7 @@ successful status write, so they are not repeated for work already recorded.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
 from modeldeploy.api.status import Status
 from modeldeploy.controller.kube import Kube
 from modeldeploy.controller.metrics import OperatorMetrics
+from modeldeploy.governance import records
 from modeldeploy.registry.cache import Question, ResolutionCache
 from modeldeploy.registry.client import RegistryClient
 from modeldeploy.registry.preflight import Preflight
@@ -42,7 +44,6 @@ log = logging.getLogger("modeldeploy.reconciler")
 Key = tuple[str, str]
 # A failed registry answer is reused for at most this long, so backoff retries really retry.
 ERROR_TTL_SECONDS = 2.0
-REJECTED_TAG = f"{names.GROUP}/rejected"
 
 
 @dataclass(frozen=True)
@@ -152,27 +153,79 @@ class Reconciler:
     def _record_rollback(
         self, body: Mapping[str, Any], spec: ModelDeploymentSpec, rb: Rollback
     ) -> None:
-        """Metric, latency and the MLflow tag on the bad version (best effort: the rollback is
-        done and recorded in status whatever the registry says)."""
+        """Metric, latency and the registry records on the bad version: the rejected tag and an
+        audit entry (best effort: the rollback is done and recorded in status whatever the
+        registry says)."""
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         self.metrics.rollbacks.labels(ns, name, rb.alert.name).inc()
         self.metrics.alert_to_rollback.observe(max(0.0, time.time() - rb.alert.received_at))
         log.warning("%s/%s: rolled back %s → %s (%s)", ns, name, rb.bad, rb.good, rb.alert.name)
+        now = self.clock()
+        rejected = f"{ns}/{name}: {rb.alert.name} at {now.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        details = {
+            "modeldeployment": f"{ns}/{name}",
+            "alert": rb.alert.name,
+            "to": rb.good,
+            "reason": f"{rb.alert.name} fired for version {rb.bad}",
+        }
+        tags = {names.TAG_REJECTED: rejected}
+        self._tag_version(body, spec, rb.bad, records.ACTION_ROLLBACK, details, tags, now)
+
+    def _record_deploys(
+        self, body: Mapping[str, Any], spec: ModelDeploymentSpec, p: Plan, previous: str | None
+    ) -> None:
+        """An audit entry on each version this plan saw fully rolled out."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        for version, outcome in p.rollouts_completed:
+            if outcome != r.OUTCOME_SUCCEEDED:
+                continue
+            entry = next((h for h in reversed(p.status.history) if h.version == version), None)
+            details = {"modeldeployment": f"{ns}/{name}"}
+            if previous and previous != version:
+                details["previous"] = previous
+            if entry is not None and entry.reason:
+                details["reason"] = entry.reason
+            self._tag_version(body, spec, version, records.ACTION_DEPLOY, details)
+
+    def _tag_version(
+        self,
+        body: Mapping[str, Any],
+        spec: ModelDeploymentSpec,
+        version: str,
+        action: str,
+        details: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """An audit entry (and `tags`) on a model version in the ModelDeployment's registry, with
+        its credentials. Best effort: status already holds the record; a failure is logged and
+        posted as an Event."""
         uri = self._tracking_uri(spec)
         if not uri:
             return
-        value = f"{ns}/{name}: {rb.alert.name} at {self.clock().strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        now = now or self.clock()
+        audit = records.AuditRecord(
+            action, records.timestamp(now), records.OPERATOR_ACTOR, dict(details)
+        )
+        key = records.audit_key(audit, now, secrets.token_hex(3))
         try:
-            creds = self._credentials(ns, spec) or {}
+            creds = self._credentials(body["metadata"]["namespace"], spec) or {}
             client = self._client(uri, creds, Question.fingerprint(creds))
-            client.set_version_tag(spec.model.name, rb.bad, REJECTED_TAG, value)
+            for tag, value in {**(tags or {}), key: audit.to_json()}.items():
+                client.set_version_tag(spec.model.name, version, tag, value)
         except Exception as exc:
-            log.warning("could not tag %s version %s as rejected: %s", spec.model.name, rb.bad, exc)
+            log.warning(
+                "could not record %s of %s version %s: %s",
+                audit.action,
+                spec.model.name,
+                version,
+                exc,
+            )
             self._post_event(
                 body,
                 "Warning",
-                "RegistryTagFailed",
-                f"could not tag version {rb.bad} in the registry: {exc}",
+                r.EV_REGISTRY_TAG_FAILED,
+                f"could not record the {audit.action} of version {version} in the registry: {exc}",
             )
 
     def _plan_checked(self, ctx: Context, spec: ModelDeploymentSpec, key: Key) -> Plan:
@@ -294,6 +347,8 @@ class Reconciler:
             return
         for ev in p.events:
             self._post_event(body, ev.type, ev.reason, ev.message)
+        if spec is not None and p.rollouts_completed:
+            self._record_deploys(body, spec, p, old_status.get("servingVersion"))
         for _ in p.rollouts_started:
             self.metrics.rollouts_started.labels(namespace, name).inc()
         for _, result in p.rollouts_completed:

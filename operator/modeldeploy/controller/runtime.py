@@ -27,6 +27,7 @@ from modeldeploy.controller.kube import Kube
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import Key, OperatorConfig, Reconciler
 from modeldeploy.controller.workqueue import Backoff, WorkQueue
+from modeldeploy.governance import records
 from modeldeploy.registry.cache import ResolutionCache
 
 log = logging.getLogger("modeldeploy.runtime")
@@ -34,6 +35,9 @@ WEBHOOK_EVENTS: list[Any] = [
     "model_version_alias.created",
     "model_version_alias.deleted",
     "model_version.created",
+    # approvals (modeldeploy approve/revoke) open and close the gate of spec.model.requireApproval
+    "model_version_tag.set",
+    "model_version_tag.deleted",
 ]
 WEBHOOK_NAME = "modeldeploy-operator"
 MAX_WEBHOOK_SKEW_SECONDS = 300  # how old a delivery may be
@@ -196,6 +200,8 @@ class Runtime:
             model = str(event["data"]["name"])
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "payload has no data.name"}, status=400)
+        if not wakes(event):
+            return web.json_response({"model": model, "woken": 0, "ignored": "tag"})
         woken = self.cache.invalidate_model(model)
         for key in woken:
             self.queue.add(key)
@@ -266,6 +272,16 @@ class Runtime:
             await self._runner.cleanup()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+
+
+def wakes(event: Any) -> bool:
+    """Whether a registry event can change what a ModelDeployment serves. Tag events do only for
+    approval tags, which people write; every other tag, in particular the audit and rejection
+    tags the operator writes itself, is ignored, so the operator's own writes cause no loop."""
+    if event.get("entity") != "model_version_tag":
+        return True
+    data = event.get("data")
+    return isinstance(data, dict) and records.is_approval_key(str(data.get("key", "")))
 
 
 def _raw(header: str) -> bytes:

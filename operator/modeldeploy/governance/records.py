@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -102,7 +102,9 @@ class Policy:
             return cls()
         data = _object(raw, names.TAG_POLICY)
         stages, required = data.get("stages"), data.get("requireApproval", [])
-        if not _strings(stages) or not _strings(required, allow_empty=True):
+        if not (isinstance(stages, list) and _strings(stages)) or not (
+            isinstance(required, list) and _strings(required, allow_empty=True)
+        ):
             raise RecordError(
                 f"tag {names.TAG_POLICY}: stages and requireApproval must be lists of names"
             )
@@ -282,8 +284,3 @@ def _strings(value: Any, allow_empty: bool = False) -> bool:
         and (allow_empty or bool(value))
         and all(isinstance(v, str) and v for v in value)
     )
-
-
-def latest_by_action(records: Iterable[AuditRecord], action: str) -> AuditRecord | None:
-    found = [r for r in records if r.action == action]
-    return found[-1] if found else None

@@ -11,6 +11,9 @@ No I/O, no clock: `now` comes in with the context. The rules:
   when the Deployment's progress deadline passes. History is derived from the stored status, so
   a restarted operator neither repeats entries nor misses a completion.
 * `servingVersion` is the last version fully rolled out; it moves only on success.
+* With spec.model.requireApproval, the selector's version is rolled out only once the registry
+  records an approval for that stage on it (governance/records.py); until then what runs keeps
+  running, phase AwaitingApproval, and the Approved condition names the version and the stage.
 * A version the pods do not run yet is rolled out only if it passed its pre-flight check (the
   reconciler checks what `Plan.new_version` names and plans again with `Context.unservable`):
   a failed check keeps what runs now, Degraded with the check's reason, retried soon; a registry
@@ -29,6 +32,7 @@ from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import Condition, HistoryEntry, Status, iso_ms, set_condition
+from modeldeploy.governance import records
 from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion, Unservable
 from modeldeploy.render import objects as render
 from modeldeploy.rollout.rollback import Assessment, Rollback, Target, assess
@@ -176,11 +180,12 @@ def plan(ctx: Context) -> Plan:
     )
     if verdict.override is not None:
         target = verdict.override
+    target, waiting = _gate(ctx, b, target, verdict)
     target, blocked = _hold(ctx, b, target, selected, verdict)
     history_before = _apply_rollback(ctx, b, verdict)
 
     if target is None:
-        return _nothing_to_serve(ctx, b, resolved, blocked)
+        return _nothing_to_serve(ctx, b, resolved, blocked, waiting)
 
     desired, prune = _desired_objects(ctx, b, target)
     # The deadline condition counts only once the Deployment controller has seen this template:
@@ -212,12 +217,26 @@ def plan(ctx: Context) -> Plan:
     refused = blocked if blocked is not None and not blocked[1].outage else None
     if complete:
         unhealthy = not_found or verdict.unanswered is not None or refused is not None
-        phase = r.ROLLED_BACK if held_back else r.DEGRADED if unhealthy else r.HEALTHY
+        phase = (
+            r.ROLLED_BACK
+            if held_back
+            else r.DEGRADED
+            if unhealthy
+            else r.AWAITING_APPROVAL
+            if waiting
+            else r.HEALTHY
+        )
         why = r.SCALED_TO_ZERO if replicas == 0 else r.MODEL_SERVING
         b.cond(r.READY, True, why, f"version {target.version} serving on {replicas} replica(s)")
-        b.cond(
-            r.COND_PROGRESSING, False, r.ROLLOUT_COMPLETE, f"version {target.version} rolled out"
-        )
+        if waiting is not None:
+            b.cond(r.COND_PROGRESSING, False, r.APPROVAL_MISSING, waiting)
+        else:
+            b.cond(
+                r.COND_PROGRESSING,
+                False,
+                r.ROLLOUT_COMPLETE,
+                f"version {target.version} rolled out",
+            )
     elif stalled:
         phase = r.DEGRADED
         msg = f"version {target.version} not available within the progress deadline ({counts})"
@@ -392,6 +411,58 @@ def _hold(
     return _running(ctx), (target.version, ctx.unservable[target.version])
 
 
+def _gate(
+    ctx: Context, b: _Builder, target: _Target | None, verdict: Assessment
+) -> tuple[_Target | None, str | None]:
+    """The approval gate of spec.model.requireApproval: (target, why it waits or None).
+
+    The Approved condition always describes the version the selector names. Only that version,
+    when the pods do not run it yet, waits for its approval; what runs keeps running. A rollback
+    target is not gated: it served here before, and rolling back must not wait for a person.
+    A version that already serves and lost its approval keeps serving (revoking is a record, not
+    a kill switch: moving the selector is), with Approved=False saying so."""
+    stage, res = ctx.spec.require_approval, ctx.resolution
+    if stage is None:
+        b.conditions = tuple(c for c in b.conditions if c.type != r.COND_APPROVED)
+        return target, None
+    if not isinstance(res, ResolvedVersion):  # the registry did not say: nothing new to judge
+        return target, None
+    granted = records.approval(res.tags, stage)
+    if granted is not None:
+        note = f" ({granted.note})" if granted.note else ""
+        msg = f"version {res.version} approved for {stage} by {granted.by} at {granted.at}{note}"
+        b.cond(r.COND_APPROVED, True, r.APPROVAL_GRANTED, msg)
+        if b.transition(r.COND_APPROVED)[0] != "True":
+            b.event(False, r.EV_APPROVED, msg)
+        return target, None
+    gated = (
+        verdict.override is None
+        and target is not None
+        and target.version == res.version
+        and _is_new(ctx, target)
+    )
+    if not gated:
+        if target is not None and target.version == res.version:
+            msg = (
+                f"version {res.version} serves without an approval for {stage} (revoked, or "
+                "serving before the requirement); it keeps serving until the selector moves"
+            )
+            b.cond(r.COND_APPROVED, False, r.SERVING_UNAPPROVED, msg)
+        return target, None
+    running = _running(ctx)
+    msg = (
+        f"version {res.version} waits for an approval for {stage} "
+        f"(modeldeploy approve {ctx.spec.model.name} {res.version} --stage {stage})"
+    )
+    if running is not None:
+        msg += f"; version {running.version} keeps serving"
+    b.cond(r.COND_APPROVED, False, r.APPROVAL_MISSING, msg)
+    old = ctx.status.condition(r.COND_APPROVED)
+    if old is None or (old.status, old.message) != ("False", msg):
+        b.event(False, r.EV_APPROVAL_REQUIRED, msg)
+    return running, msg
+
+
 def _refused(ctx: Context, b: _Builder, refused: Blocked, suffix: str) -> str:
     """Degraded with the pre-flight check's reason; a Warning Event when that is news."""
     version, failure = refused
@@ -418,11 +489,19 @@ def _unanswered_why(ctx: Context, verdict: Assessment) -> str:
 
 
 def _nothing_to_serve(
-    ctx: Context, b: _Builder, resolved: str | None, blocked: Blocked | None = None
+    ctx: Context,
+    b: _Builder,
+    resolved: str | None,
+    blocked: Blocked | None = None,
+    approval: str | None = None,
 ) -> Plan:
     res = ctx.resolution
     waiting = "waiting for the registry to name a version"
-    if blocked is not None and not blocked[1].outage:
+    if approval is not None:
+        phase, reason, why = r.AWAITING_APPROVAL, r.APPROVAL_MISSING, approval
+        waiting = approval
+        b.cond(r.COND_DEGRADED, False, r.AS_EXPECTED, "")
+    elif blocked is not None and not blocked[1].outage:
         phase, reason = r.FAILED, blocked[1].reason
         why = _refused(ctx, b, blocked, "")
         waiting = f"waiting for version {blocked[0]} to pass its pre-flight check"
@@ -436,7 +515,7 @@ def _nothing_to_serve(
         phase, reason, why = r.RESOLVING, r.REGISTRY_UNREACHABLE, str(res)
         b.cond(r.COND_DEGRADED, False, r.AS_EXPECTED, "")
     b.cond(r.READY, False, reason, f"nothing is serving: {why}")
-    b.cond(r.COND_PROGRESSING, False, r.NOTHING_SERVING, waiting)
+    b.cond(r.COND_PROGRESSING, False, reason if approval else r.NOTHING_SERVING, waiting)
     _phase_event(ctx, b, phase)
     status = replace(
         ctx.status,

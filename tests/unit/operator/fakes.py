@@ -126,7 +126,9 @@ class FakeRegistry:
         self.aliases: dict[tuple[str, str], str] = {}
         self.down = False
         self.clients: list[tuple[str, dict[str, str]]] = []
-        self.tags: list[tuple[str, str, str, str]] = []
+        self.tags: list[tuple[str, str, str, str]] = []  # every set_version_tag call
+        self.version_tags: dict[tuple[str, str], dict[str, str]] = {}  # what resolve returns
+        self.fail_tags = False
         self.no_artifacts: set[tuple[str, str]] = set()
 
     def factory(self, uri: str, creds: Mapping[str, str]) -> FakeRegistryClient:
@@ -151,10 +153,14 @@ class FakeRegistryClient:
             version = max(known, key=int) if known else None
         if version is None:
             raise ModelNotFound(f"registered model {model.name!r} has no version")
-        return ResolvedVersion(model.name, version, f"run-{version}")
+        tags = dict(reg.version_tags.get((model.name, version), {}))
+        return ResolvedVersion(model.name, version, f"run-{version}", tags=tags)
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        if self.registry.fail_tags:
+            raise RegistryUnreachable("connection refused")
         self.registry.tags.append((name, version, key, value))
+        self.registry.version_tags.setdefault((name, version), {})[key] = value
 
     def version_exists(self, name: str, version: str) -> bool:
         if self.registry.down:

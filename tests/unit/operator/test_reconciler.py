@@ -24,6 +24,7 @@ from modeldeploy.alerts.store import AlertStore
 from modeldeploy.api import reasons as r
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import OperatorConfig, Reconciler, same_server
+from modeldeploy.governance import records
 from modeldeploy.registry.cache import ResolutionCache
 from tests.unit.operator.fakes import FakeKube, FakeRegistry
 
@@ -140,6 +141,7 @@ def test_rollback_is_stored_before_the_apply_and_survives_its_failure(world: Any
     serve(kube, rec, "2")
     firing(alerts, "2")
     kube.calls.clear()
+    registry.tags.clear()
     kube.fail_apply = lambda obj: obj["kind"] == "Deployment"
     with pytest.raises(RuntimeError):
         rec.reconcile((NS, NAME))
@@ -150,7 +152,18 @@ def test_rollback_is_stored_before_the_apply_and_survives_its_failure(world: Any
     assert [h["outcome"] for h in st["history"][-2:]] == [r.OUTCOME_ROLLED_BACK, "Progressing"]
     assert cond(st, r.COND_ROLLED_BACK) == ("True", names.ALERT_HIGH_ERROR_RATE)
     assert st["phase"] == r.HEALTHY and cond(st, r.READY)[0] == "True"  # as before
-    assert registry.tags and registry.tags[-1][1:3] == ("2", "modeldeploy.io/rejected")
+    assert [
+        (v, k == names.TAG_REJECTED, k.startswith(names.TAG_AUDIT)) for _, v, k, _ in registry.tags
+    ] == [
+        ("2", True, False),
+        ("2", False, True),
+    ]
+    trail = records.audit_records(registry.version_tags[(MODEL, "2")])
+    assert [a.action for a in trail] == [records.ACTION_DEPLOY, records.ACTION_ROLLBACK]
+    audit = trail[-1]
+    assert (audit.action, audit.by) == (records.ACTION_ROLLBACK, records.OPERATOR_ACTOR)
+    assert audit.details["alert"] == names.ALERT_HIGH_ERROR_RATE
+    assert audit.details == audit.details | {"modeldeployment": f"{NS}/{NAME}", "to": "1"}
 
     # The retry finishes the rollback without a second decision or Event.
     kube.fail_apply = lambda obj: False
@@ -159,7 +172,7 @@ def test_rollback_is_stored_before_the_apply_and_survives_its_failure(world: Any
     assert dep["spec"]["template"]["metadata"]["labels"][names.LABEL_MODEL_VERSION] == "1"
     assert kube.status(NS, NAME)["phase"] == r.ROLLING_BACK
     assert kube.reasons().count(r.EV_ROLLED_BACK) == 1
-    assert len(registry.tags) == 1
+    assert len(registry.tags) == 2
     key = (NS, NAME, names.ALERT_HIGH_ERROR_RATE)
     assert rec.metrics.rollbacks.labels(*key)._value.get() == 1
 
@@ -234,3 +247,50 @@ def test_same_server() -> None:
     assert same_server("http://a:1", "http://A:1/")
     assert not same_server("http://a:1", "https://a:1")
     assert not same_server("http://a:1", "http://user@a:1")
+
+
+def test_a_completed_rollout_leaves_a_deploy_record_on_the_version(world: Any) -> None:
+    kube, registry, rec, _ = world
+    serve(kube, rec, "1")
+    registry.aliases[(MODEL, "champion")] = "2"
+    serve(kube, rec, "2")
+    rec.reconcile((NS, NAME))  # nothing new: no second record
+    (first,) = records.audit_records(registry.version_tags[(MODEL, "1")])
+    (second,) = records.audit_records(registry.version_tags[(MODEL, "2")])
+    assert (first.action, first.details) == (
+        records.ACTION_DEPLOY,
+        {"modeldeployment": f"{NS}/{NAME}"},
+    )
+    assert second.details == {"modeldeployment": f"{NS}/{NAME}", "previous": "1"}
+    assert first.at < second.at
+
+
+def test_a_registry_that_refuses_the_record_gets_an_event_and_the_rollout_stands(
+    world: Any,
+) -> None:
+    kube, registry, rec, _ = world
+    registry.fail_tags = True
+    serve(kube, rec, "1")
+    assert r.EV_REGISTRY_TAG_FAILED in kube.reasons()
+    (event,) = [e for e in kube.events if e[1] == r.EV_REGISTRY_TAG_FAILED]
+    assert "deploy of version 1" in event[2]
+
+
+def test_an_approval_written_in_the_registry_opens_the_gate(world: Any) -> None:
+    kube, registry, rec, _ = world
+    spec = {"model": {"name": MODEL, "alias": "champion", "requireApproval": "production"}}
+    kube.add_md(NS, "gated", spec)
+    key = (NS, "gated")
+    rec.reconcile(key)
+    assert kube.status(*key)["phase"] == r.AWAITING_APPROVAL
+    assert ("Deployment", NS, "gated") not in kube.objects
+    assert r.EV_APPROVAL_REQUIRED in kube.reasons()
+
+    at = records.timestamp(T0)
+    registry.version_tags[(MODEL, "1")] = {
+        records.approval_key("production"): records.Approval("production", "ana", at).to_json()
+    }
+    rec.cache.invalidate_model(MODEL)  # what the MLflow webhook does
+    rec.reconcile(key)
+    assert ("Deployment", NS, "gated") in kube.objects
+    assert cond(kube.status(*key), r.COND_APPROVED) == ("True", r.APPROVAL_GRANTED)

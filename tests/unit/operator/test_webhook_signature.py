@@ -10,12 +10,16 @@ import json
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
+from modeldeploy import names
 from modeldeploy.controller.runtime import (
     MAX_WEBHOOK_FUTURE_SECONDS,
     MAX_WEBHOOK_SKEW_SECONDS,
+    WEBHOOK_EVENTS,
     DeliveryLog,
     verify_mlflow_signature,
+    wakes,
 )
+from modeldeploy.governance import records
 
 SECRET = "whsec-4f0d9c2b"
 NOW = 1_750_000_000
@@ -155,3 +159,26 @@ def test_timestamp_that_is_not_a_number_is_refused() -> None:
 def test_non_ascii_signature_header_is_refused_with_a_reason() -> None:
     h = headers() | {"X-MLflow-Signature": "v1,é"}
     assert verify_mlflow_signature(SECRET, h, PAYLOAD, NOW) == "signature does not match"
+
+
+def event(entity: str, key: str | None = None) -> dict[str, object]:
+    data: dict[str, object] = {"name": "fraud-detector", "version": "4"}
+    if key is not None:
+        data["key"] = key
+    return {"entity": entity, "action": "set", "data": data}
+
+
+def test_alias_and_version_events_wake_and_only_approval_tags_do() -> None:
+    assert wakes(event("model_version_alias"))
+    assert wakes(event("model_version"))
+    assert wakes(event("model_version_tag", records.approval_key("production")))
+    # The operator's own writes (audit entries, the rejected tag) and other people's tags
+    # change nothing it serves: answering them would make every write of its own a loop.
+    assert not wakes(event("model_version_tag", "modeldeploy.io/audit.20261202T120000.000Z.x.1"))
+    assert not wakes(event("model_version_tag", names.TAG_REJECTED))
+    assert not wakes(event("model_version_tag", "team"))
+    assert not wakes(event("model_version_tag"))
+
+
+def test_the_operator_subscribes_to_approval_tag_events() -> None:
+    assert {"model_version_tag.set", "model_version_tag.deleted"} <= set(WEBHOOK_EVENTS)
