@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             name="model",
             registered_model_name=args.model,
             input_example=train[features].head(3),
+            # skops, MLflow's safe format, refuses types it was not told to trust; the fitted
+            # ColumnTransformer keeps numpy dtypes, which are data, not code.
+            skops_trusted_types=["numpy.dtype"],
         )
         # The serving pods compare their inputs with this (feature drift, PSI).
         log_drift_baseline(train[features], model_id=info.model_id, target=train.target)

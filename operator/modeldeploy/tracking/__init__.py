@@ -1,4 +1,12 @@
-"""Training-side helpers: what a training run records so serving can watch the model later."""
+"""Training-side helpers: what a training run records so serving can watch the model later and
+lineage can say what it was trained on (docs/tracking.md).
+
+* `log_dataset`: a dataset version (a hash over all of the data) as an MLflow dataset input
+  and a run tag.
+* `log_preprocessing` / `read_preprocessing`: the preprocessing steps as params, a JSON
+  artifact and a run tag.
+* `log_drift_baseline`: the serving baseline, in the logged model's artifacts.
+"""
 
 from modeldeploy.tracking.baseline import (
     BASELINE_FILE,
@@ -8,12 +16,38 @@ from modeldeploy.tracking.baseline import (
     build_drift_baseline,
     log_drift_baseline,
 )
+from modeldeploy.tracking.dataset import (
+    DatasetError,
+    DatasetVersion,
+    SchemaField,
+    describe_dataset,
+    log_dataset,
+)
+from modeldeploy.tracking.preprocessing import (
+    Preprocessing,
+    PreprocessingError,
+    PreprocessingStep,
+    describe_preprocessing,
+    log_preprocessing,
+    read_preprocessing,
+)
 
 __all__ = [
     "BASELINE_FILE",
     "BaselineError",
+    "DatasetError",
+    "DatasetVersion",
     "DriftBaseline",
     "FeatureBaseline",
+    "Preprocessing",
+    "PreprocessingError",
+    "PreprocessingStep",
+    "SchemaField",
     "build_drift_baseline",
+    "describe_dataset",
+    "describe_preprocessing",
+    "log_dataset",
     "log_drift_baseline",
+    "log_preprocessing",
+    "read_preprocessing",
 ]

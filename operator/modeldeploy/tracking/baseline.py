@@ -37,6 +37,8 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from modeldeploy import names
+
 BASELINE_FILE: Final = "drift_baseline.json"
 FORMAT: Final = "modeldeploy.drift_baseline"
 FORMAT_VERSION: Final = 1
@@ -236,9 +238,11 @@ def log_drift_baseline(
     """Compute a baseline and store it as `drift_baseline.json` in a logged model's artifacts.
 
     `model_id` is `ModelInfo.model_id` from `mlflow.<flavor>.log_model`; without it the last
-    model logged in this process is used (`mlflow.last_logged_model()`).
+    model logged in this process is used (`mlflow.last_logged_model()`). Inside an active run,
+    the run also gets the tag `modeldeploy.io/drift-baseline` ({"modelId", "artifact",
+    "features", "rows"}), so the lineage of a run names the baseline next to its datasets.
     """
-    from mlflow import MlflowClient, last_logged_model
+    from mlflow import MlflowClient, active_run, last_logged_model, set_tag
 
     if model_id is None:
         last = last_logged_model()
@@ -251,4 +255,17 @@ def log_drift_baseline(
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(baseline.to_json())
         MlflowClient().log_model_artifact(model_id, path)
+    if active_run() is not None:
+        set_tag(names.TAG_DRIFT_BASELINE, lineage_tag(baseline, model_id))
     return baseline
+
+
+def lineage_tag(baseline: DriftBaseline, model_id: str) -> str:
+    """The run tag's value: where the baseline is and its size, as compact JSON."""
+    record = {
+        "modelId": model_id,
+        "artifact": BASELINE_FILE,
+        "features": len(baseline.features),
+        "rows": baseline.rows,
+    }
+    return json.dumps(record, separators=(",", ":"))
