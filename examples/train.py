@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with mlflow.start_run(run_name=args.run_name or f"wine-C{args.regularization:g}") as run:
         # What the model learns from, and what it is judged on: two dataset versions.
-        log_dataset(
-            train, name="wine-train", source="sklearn.datasets.load_wine", targets="target"
-        )
+        log_dataset(train, name="wine-train", source="sklearn.datasets.load_wine", targets="target")
         log_dataset(
             test,
             name="wine-test",
