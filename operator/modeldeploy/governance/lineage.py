@@ -1,0 +1,618 @@
+"""Lineage of one model version: data → preprocessing → training run → model version → serving.
+
+Everything is read, nothing written: the run's dataset and preprocessing records (tags and an
+artifact written by modeldeploy.tracking), the run's params, metrics and code version, the
+version's approvals, promotions and audit trail (governance/records.py), and the
+ModelDeployments whose history says they served the version. `gather` builds a `Lineage`;
+`to_dict` is the stable JSON (format "modeldeploy.lineage", version 1, every key in
+docs/governance.md) and `render_text` the same in the same order, one line per item.
+
+The cluster part is optional: a cluster that cannot be read leaves `deployments` empty, says why
+in `cluster.error` and in `warnings`, and the MLflow part is still whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from modeldeploy import names
+from modeldeploy.api.status import HistoryEntry, Status
+from modeldeploy.governance import records
+from modeldeploy.governance.actions import (
+    GovernanceError,
+    NotFound,
+    Registry,
+    Run,
+    Version,
+    check_version,
+)
+
+FORMAT: Final = "modeldeploy.lineage"
+FORMAT_VERSION: Final = 1
+# The operator's history reasons: "ModelHighErrorRate fired for version 3" on the rolled-back
+# entry, "rollback: ModelHighErrorRate fired for version 3" on the rollback target's.
+_ALERT_REASON = re.compile(r"^(rollback: )?(\S+) fired for version \S+")
+
+
+# --- what the cluster tells us ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    time: str
+    type: str
+    reason: str
+    message: str
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time or None,
+            "type": self.type,
+            "reason": self.reason,
+            "message": self.message,
+            "count": self.count,
+        }
+
+
+class Cluster(Protocol):
+    """The three cluster reads lineage needs. ModelDeployments come back as the API's dicts."""
+
+    def get(self, namespace: str, name: str) -> Mapping[str, Any]: ...
+    def find(self, namespace: str | None) -> list[Mapping[str, Any]]: ...
+    def events(self, namespace: str, name: str) -> list[Event]: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """The version a ModelDeployment serves (or resolved to, when nothing serves yet), and the
+    registry its spec names (None: the default)."""
+
+    namespace: str
+    name: str
+    model: str
+    version: str
+    tracking_uri: str | None
+    obj: Mapping[str, Any]  # the ModelDeployment as read
+
+
+def deployment_target(cluster: Cluster, namespace: str, name: str) -> Target:
+    obj = cluster.get(namespace, name)
+    spec = _mapping(obj.get("spec"))
+    status = Status.from_dict(_mapping(obj.get("status")))
+    version = status.serving_version or status.resolved_version
+    model = str(_mapping(spec.get("model")).get("name") or "")
+    if not version or not model:
+        raise NotFound(f"ModelDeployment {namespace}/{name} serves no model version yet")
+    uri = _mapping(spec.get("registry")).get("trackingUri")
+    return Target(namespace, name, model, str(version), str(uri) if uri else None, obj)
+
+
+# --- the lineage --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset version as the training run recorded it (run tag modeldeploy.io/dataset.*)."""
+
+    name: str
+    source: str | None
+    hash: str
+    hash_algorithm: str
+    rows: int | None
+    columns: int | None
+    schema: tuple[Mapping[str, str], ...]
+    logged_at: str
+    context: str
+    targets: str | None
+    schema_truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "hash": self.hash,
+            "hashAlgorithm": self.hash_algorithm,
+            "rows": self.rows,
+            "columns": self.columns,
+            "schema": [dict(s) for s in self.schema],
+            "schemaTruncated": self.schema_truncated,
+            "loggedAt": self.logged_at or None,
+            "context": self.context or None,
+            "targets": self.targets,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    cls: str
+    params: Mapping[str, Any]
+    columns: Any
+    steps: tuple[Step, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "class": self.cls,
+            "params": dict(self.params),
+            "columns": self.columns,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    artifact: str
+    summary: Mapping[str, Any]  # the run tag's value as written
+    steps: tuple[Step, ...]  # from the artifact; empty when it could not be read
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifact": self.artifact,
+            "summary": dict(self.summary),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class Rollout:
+    version: str
+    model: str
+    started_at: str
+    finished_at: str
+    outcome: str
+    reason: str
+    run_id: str
+    kind: str  # "rollout", or "rollback" for the rollback target's entry
+    alert: str  # the alert that rolled this entry back or caused this rollback, else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "model": self.model,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at or None,
+            "outcome": self.outcome,
+            "reason": self.reason or None,
+            "alert": self.alert or None,
+            "runId": self.run_id or None,
+        }
+
+
+@dataclass(frozen=True)
+class Deployment:
+    namespace: str
+    name: str
+    model: str
+    selector: str
+    serving_version: str
+    resolved_version: str
+    phase: str
+    rollouts: tuple[Rollout, ...]
+    events: tuple[Event, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "model": self.model,
+            "selector": self.selector or None,
+            "servingVersion": self.serving_version or None,
+            "resolvedVersion": self.resolved_version or None,
+            "phase": self.phase or None,
+            "rollouts": [r.to_dict() for r in self.rollouts],
+            "events": [e.to_dict() for e in self.events],
+        }
+
+
+@dataclass(frozen=True)
+class Lineage:
+    model: str
+    version: str
+    registry: str
+    datasets: tuple[Dataset, ...]
+    preprocessing: Preprocessing | None
+    run: Run | None
+    model_version: Version
+    aliases: tuple[str, ...]
+    deployments: tuple[Deployment, ...] = ()
+    cluster_read: bool = False
+    cluster_error: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": {"name": self.model, "version": self.version},
+            "registry": self.registry,
+            "datasets": [d.to_dict() for d in self.datasets],
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
+            "run": None if self.run is None else _run_dict(self.run),
+            "modelVersion": _version_dict(self.model_version, self.aliases),
+            "deployments": [d.to_dict() for d in self.deployments],
+            "cluster": {"read": self.cluster_read, "error": self.cluster_error},
+            "warnings": list(self.warnings),
+        }
+
+
+def gather(
+    reg: Registry,
+    cluster: Cluster | None,
+    model: str,
+    version: str,
+    *,
+    namespace: str | None = None,
+    first: Target | None = None,
+) -> Lineage:
+    """The lineage of `model` `version`. The model and version must exist (NotFound, else
+    Unreachable); the run, its records and the cluster are read as far as they can be, and
+    what could not be read is named in `warnings`. `first` is a ModelDeployment already read
+    (lineage NAMESPACE/NAME): it leads the deployments even if a wider search fails."""
+    m = reg.model(model)
+    mv = reg.version(m.name, check_version(m.name, version))
+    warnings: list[str] = []
+    run = _run(reg, mv, warnings)
+    datasets: tuple[Dataset, ...] = ()
+    preprocessing = None
+    if run is not None:
+        datasets = _datasets(run, warnings)
+        preprocessing = _preprocessing(reg, run, warnings)
+    aliases = tuple(sorted(a for a, v in m.aliases.items() if v == mv.version))
+    deployments: tuple[Deployment, ...] = ()
+    read, error = False, None
+    if cluster is None:
+        error = "no cluster asked"
+    else:
+        try:
+            deployments = _deployments(cluster, m.name, mv.version, namespace, first, warnings)
+            read = True
+        except GovernanceError as exc:
+            error = str(exc)
+            warnings.append(f"the cluster part is missing: {exc}")
+    return Lineage(
+        model=m.name, version=mv.version, registry=reg.uri, datasets=datasets,
+        preprocessing=preprocessing, run=run, model_version=mv, aliases=aliases,
+        deployments=deployments, cluster_read=read, cluster_error=error,
+        warnings=tuple(warnings),
+    )  # fmt: skip
+
+
+def _run(reg: Registry, mv: Version, warnings: list[str]) -> Run | None:
+    if not mv.run_id:
+        warnings.append(
+            f"version {mv.version} has no training run (registered from {mv.source or 'a path'})"
+        )
+        return None
+    try:
+        return reg.run(mv.run_id)
+    except NotFound:
+        warnings.append(f"the training run {mv.run_id} of version {mv.version} is gone")
+        return None
+
+
+def _datasets(run: Run, warnings: list[str]) -> tuple[Dataset, ...]:
+    out = []
+    for key in sorted(k for k in run.tags if k.startswith(names.TAG_DATASET)):
+        data = _json_object(run.tags[key], key, warnings)
+        if data is None:
+            continue
+        schema = tuple(
+            {"name": str(f.get("name", "")), "type": str(f.get("type", ""))}
+            for f in data.get("schema") or ()
+            if isinstance(f, dict)
+        )
+        out.append(
+            Dataset(
+                name=str(data.get("name") or key[len(names.TAG_DATASET) :]),
+                source=_opt_str(data.get("source")),
+                hash=str(data.get("hash") or ""),
+                hash_algorithm=str(data.get("hashAlgorithm") or ""),
+                rows=_opt_int(data.get("rows")),
+                columns=_opt_int(data.get("columns")),
+                schema=schema,
+                logged_at=str(data.get("loggedAt") or ""),
+                context=str(data.get("context") or ""),
+                targets=_opt_str(data.get("targets")),
+                schema_truncated=data.get("schemaTruncated") is True,
+            )
+        )
+    return tuple(out)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _preprocessing(reg: Registry, run: Run, warnings: list[str]) -> Preprocessing | None:
+    raw = run.tags.get(names.TAG_PREPROCESSING)
+    if raw is None:
+        return None
+    summary = _json_object(raw, names.TAG_PREPROCESSING, warnings) or {}
+    artifact = str(summary.get("artifact") or names.PREPROCESSING_ARTIFACT)
+    try:
+        text = reg.run_artifact(run.id, artifact)
+    except GovernanceError as exc:
+        warnings.append(f"preprocessing artifact {artifact} could not be read: {exc}")
+        return Preprocessing(artifact, summary, ())
+    if text is None:
+        warnings.append(f"run {run.id} has no preprocessing artifact {artifact}")
+        return Preprocessing(artifact, summary, ())
+    data = _json_object(text, artifact, warnings) or {}
+    return Preprocessing(artifact, summary, _steps(data.get("steps")))
+
+
+def _steps(raw: Any) -> tuple[Step, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        Step(
+            name=str(s.get("name") or ""),
+            cls=str(s.get("class") or ""),
+            params=_mapping(s.get("params")),
+            columns=s.get("columns"),
+            steps=_steps(s.get("steps")),
+        )
+        for s in raw
+        if isinstance(s, dict)
+    )
+
+
+def _deployments(
+    cluster: Cluster,
+    model: str,
+    version: str,
+    namespace: str | None,
+    first: Target | None,
+    warnings: list[str],
+) -> tuple[Deployment, ...]:
+    if first is None:
+        candidates = cluster.find(namespace)
+    else:
+        try:
+            candidates = [first.obj, *cluster.find(namespace)]
+        except GovernanceError as exc:
+            warnings.append(f"other ModelDeployments were not searched: {exc}")
+            candidates = [first.obj]
+    found: dict[tuple[str, str], Deployment] = {}
+    for obj in candidates:
+        meta = _mapping(obj.get("metadata"))
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        named = first is not None and obj is first.obj
+        if key not in found and (named or _served(obj, model, version)):
+            found[key] = _deployment(cluster, obj, warnings)
+    return tuple(found.values())
+
+
+def _served(obj: Mapping[str, Any], model: str, version: str) -> bool:
+    """Whether the ModelDeployment's history (or what it serves now) says it ran `version` of
+    `model`; a history entry's own model name wins over the spec's, which may have changed."""
+    spec_model = _mapping(_mapping(obj.get("spec")).get("model")).get("name")
+    status = Status.from_dict(_mapping(obj.get("status")))
+    if any((h.model or spec_model) == model and h.version == version for h in status.history):
+        return True
+    return spec_model == model and status.serving_version == version
+
+
+def _deployment(cluster: Cluster, obj: Mapping[str, Any], warnings: list[str]) -> Deployment:
+    meta = _mapping(obj.get("metadata"))
+    ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    try:
+        events = tuple(cluster.events(ns, name))
+    except GovernanceError as exc:  # optional: RBAC may allow the resource but not Events
+        warnings.append(f"Events of {ns}/{name} were not read: {exc}")
+        events = ()
+    spec_model = str(_mapping(_mapping(obj.get("spec")).get("model")).get("name") or "")
+    status = Status.from_dict(_mapping(obj.get("status")))
+    return Deployment(
+        namespace=ns,
+        name=name,
+        model=spec_model,
+        selector=status.selector or "",
+        serving_version=status.serving_version or "",
+        resolved_version=status.resolved_version or "",
+        phase=status.phase or "",
+        rollouts=tuple(_rollout(h, spec_model) for h in status.history),
+        events=events,
+    )
+
+
+def _rollout(h: HistoryEntry, model: str) -> Rollout:
+    match = _ALERT_REASON.match(h.reason or "")
+    return Rollout(
+        version=h.version,
+        model=h.model or model,
+        started_at=h.started_at,
+        finished_at=h.finished_at or "",
+        outcome=h.outcome,
+        reason=h.reason or "",
+        run_id=h.run_id or "",
+        kind="rollback" if match and match.group(1) else "rollout",
+        alert=match.group(2) if match else "",
+    )
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _run_dict(run: Run) -> dict[str, Any]:
+    baseline = run.tags.get(names.TAG_DRIFT_BASELINE)
+    return {
+        "id": run.id,
+        "name": run.name,
+        "experimentId": run.experiment_id,
+        "status": run.status,
+        "startTime": run.start_time or None,
+        "endTime": run.end_time or None,
+        "user": run.user or None,
+        "gitCommit": run.tags.get(names.MLFLOW_GIT_COMMIT_TAG) or None,
+        "source": run.tags.get("mlflow.source.name") or None,
+        "params": dict(sorted(run.params.items())),
+        "metrics": dict(sorted(run.metrics.items())),
+        "driftBaseline": _loads(baseline) if baseline else None,
+    }
+
+
+def _version_dict(mv: Version, aliases: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": mv.model,
+        "version": mv.version,
+        "source": mv.source,
+        "runId": mv.run_id or None,
+        "modelId": mv.model_id or None,
+        "createdAt": mv.created_at or None,
+        "description": mv.description or None,
+        "legacyStage": mv.legacy_stage or None,
+        "aliases": list(aliases),
+        "approvals": [a.to_dict() for a in records.approvals(mv.tags)],
+        "promotions": [
+            p.to_dict() for p in sorted(records.promotions(mv.tags), key=lambda p: p.at)
+        ],
+        "audit": [a.to_dict() for a in records.audit_records(mv.tags)],
+        "rejected": mv.tags.get(names.TAG_REJECTED),
+    }
+
+
+def render_text(lineage: Lineage) -> str:
+    """The lineage for people: the JSON's sections in the same order, one line per item."""
+    d = lineage.to_dict()
+    out = [f"lineage of {lineage.model} version {lineage.version} (registry {lineage.registry})"]
+    out += _text_datasets(d["datasets"])
+    out += _text_preprocessing(d["preprocessing"])
+    out += _text_run(d["run"])
+    out += _text_version(d["modelVersion"])
+    out += _text_deployments(d["deployments"], d["cluster"])
+    out += [f"warning: {w}" for w in d["warnings"]]
+    return "\n".join(out)
+
+
+def _text_datasets(datasets: list[dict[str, Any]]) -> list[str]:
+    lines = ["datasets:" if datasets else "datasets: none recorded"]
+    for ds in datasets:
+        algo = f"{ds['hashAlgorithm']}:" if ds["hashAlgorithm"] else ""
+        target = f" target={ds['targets']}" if ds["targets"] else ""
+        lines.append(
+            f"  {ds['name']} ({ds['context'] or 'no context'}): {ds['source'] or 'source unknown'}"
+            f" {algo}{ds['hash']} rows={ds['rows']} columns={ds['columns']}{target}"
+            f" logged {ds['loggedAt'] or '?'}"
+        )
+    return lines
+
+
+def _text_preprocessing(pre: dict[str, Any] | None) -> list[str]:
+    if pre is None:
+        return ["preprocessing: none recorded"]
+    lines = [f"preprocessing ({pre['artifact']}):"]
+
+    def walk(steps: list[dict[str, Any]], depth: int) -> None:
+        for s in steps:
+            cols = f" columns={_compact(s['columns'])}" if s["columns"] else ""
+            params = f" {_compact(s['params'])}" if s["params"] else ""
+            lines.append(f"{'  ' * depth}{s['name']}: {s['class']}{cols}{params}")
+            walk(s["steps"], depth + 1)
+
+    walk(pre["steps"], 1)
+    return lines
+
+
+def _text_run(run: dict[str, Any] | None) -> list[str]:
+    if run is None:
+        return ["training run: none (see warnings)"]
+    lines = [
+        f"training run {run['id']} ({run['name']}, experiment {run['experimentId']}) "
+        f"{run['status']} {run['startTime'] or '?'} → {run['endTime'] or '…'}"
+        f" by {run['user'] or 'unknown'}",
+        f"  code: git {run['gitCommit'] or 'commit not recorded'}"
+        + (f" ({run['source']})" if run["source"] else ""),
+    ]
+    lines += [f"  param {k} = {v}" for k, v in run["params"].items()]
+    lines += [f"  metric {k} = {v:g}" for k, v in run["metrics"].items()]
+    if run["driftBaseline"]:
+        lines.append(f"  drift baseline: {_compact(run['driftBaseline'])}")
+    return lines
+
+
+def _text_version(mv: dict[str, Any]) -> list[str]:
+    lines = [
+        f"model version {mv['name']} {mv['version']} created {mv['createdAt'] or '?'} "
+        f"from {mv['source']}",
+        "  aliases now: " + (" ".join(f"@{a}" for a in mv["aliases"]) or "none"),
+    ]
+    if mv["legacyStage"]:
+        lines.append(f"  legacy MLflow stage: {mv['legacyStage']}")
+    for a in mv["approvals"]:
+        note = f": {a['note']}" if a["note"] else ""
+        lines.append(f"  approved for {a['stage']} by {a['by']} at {a['at']}{note}")
+    for p in mv["promotions"]:
+        origin = "by version number" if p["from"] == "version" else f"from {p['from']}"
+        was = f", previous version {p['previous']}" if p["previous"] else ""
+        lines.append(f"  promoted to {p['stage']} by {p['by']} at {p['at']} ({origin}{was})")
+    for r in mv["audit"]:
+        rest = " ".join(f"{k}={_word(v)}" for k, v in r.items() if k not in {"action", "at", "by"})
+        lines.append(f"  audit {r['at']} {r['action']} by {r['by']} {rest}".rstrip())
+    if mv["rejected"]:
+        lines.append(f"  rejected: {mv['rejected']}")
+    return lines
+
+
+def _text_deployments(deps: list[dict[str, Any]], cluster: dict[str, Any]) -> list[str]:
+    if not cluster["read"]:
+        return [f"deployments: not read ({cluster['error']})"]
+    lines = ["deployments:" if deps else "deployments: none served this version"]
+    for dep in deps:
+        lines.append(
+            f"  {dep['namespace']}/{dep['name']} (model {dep['model']}, "
+            f"{dep['selector'] or 'no selector yet'}) phase {dep['phase'] or 'unknown'}"
+            f" serving {dep['servingVersion'] or 'nothing'}"
+        )
+        for r in dep["rollouts"]:
+            alert = f" [alert {r['alert']}]" if r["alert"] else ""
+            reason = f": {r['reason']}" if r["reason"] else ""
+            lines.append(
+                f"    {r['kind']} version {r['version']} {r['startedAt']} → "
+                f"{r['finishedAt'] or '…'} {r['outcome']}{reason}{alert}"
+            )
+        for e in dep["events"]:
+            lines.append(f"    event {e['time']} {e['type']} {e['reason']}: {e['message']}")
+    return lines
+
+
+def _word(value: str) -> str:
+    """A value as one word: quoted when it has spaces, so `k=v` pairs stay readable."""
+    return json.dumps(value, ensure_ascii=False) if not value or " " in value else value
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _loads(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _json_object(raw: str, what: str, warnings: list[str]) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        warnings.append(f"{what} is not a JSON object; skipped")
+        return None
+    return data
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}

@@ -1,0 +1,1 @@
+"""Integration tests of the governance commands: the real MLflow server and API server."""

@@ -1,0 +1,1 @@
+"""Unit tests of approvals, promotion and lineage: the in-memory fakes, no network."""
