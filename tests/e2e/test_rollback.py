@@ -3,7 +3,12 @@ processes for the pods, Prometheus scraping them with the operator's rules, Aler
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -27,6 +32,30 @@ def md_spec(model: str) -> dict[str, Any]:
 def template_version(kube: Kube, namespace: str, md: str) -> str:
     dep = kube.deployment(namespace, md)
     return {e.name: e.value for e in dep.spec.template.spec.containers[0].env}["MODEL_VERSION"]
+
+
+def assert_rollback_in_lineage(
+    kube: Kube, registry: Registry, namespace: str, model: str, bad: str
+) -> None:
+    """`modeldeploy lineage MODEL VERSION`, as a user runs it, shows the rollback twice: in the
+    version's audit trail in MLflow and in the history of the ModelDeployment that served it."""
+    cli = str(Path(sys.executable).parent / "modeldeploy")
+    done = subprocess.run(
+        [cli, "lineage", model, bad, "--namespace", namespace, "--output", "json"],
+        env=dict(os.environ, MLFLOW_TRACKING_URI=registry.uri, KUBECONFIG=kube.cluster.kubeconfig),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lineage = json.loads(done.stdout)
+    trail = lineage["modelVersion"]["audit"]
+    assert [a["action"] for a in trail] == ["deploy", "rollback"], trail
+    assert trail[-1]["alert"] == "ModelHighErrorRate" and trail[-1]["to"] == "1"
+    (served,) = lineage["deployments"]
+    assert (served["namespace"], served["name"]) == (namespace, "m")
+    (rolled,) = [r for r in served["rollouts"] if r["version"] == bad]
+    assert (rolled["outcome"], rolled["alert"]) == ("RolledBack", "ModelHighErrorRate")
 
 
 def roll_out_bad_version_and_expect_rollback(
@@ -62,6 +91,7 @@ def roll_out_bad_version_and_expect_rollback(
     assert f"modeldeploy_rollbacks_total{{{labels}}} 1.0" in op.metrics()
     tag = registry.client.get_model_version(model, bad).tags.get("modeldeploy.io/rejected", "")
     assert tag.startswith(f"{namespace}/m: ModelHighErrorRate"), via
+    assert_rollback_in_lineage(kube, registry, namespace, model, bad)
 
     # The alias still names the bad version: it stays out.
     time.sleep(5)
