@@ -78,5 +78,6 @@ TAG_DATASET: Final = f"{GROUP}/dataset."  # + dataset name → JSON dataset reco
 TAG_PREPROCESSING: Final = f"{GROUP}/preprocessing"  # JSON summary; full steps in the artifact
 TAG_DRIFT_BASELINE: Final = f"{GROUP}/drift-baseline"  # JSON {"modelId", "artifact", ...}
 PREPROCESSING_ARTIFACT: Final = "modeldeploy/preprocessing.json"
+PREPROCESSING_PARAMS: Final = "preprocessing"  # run params "preprocessing.<step path>.<param>"
 # MLflow's own run tag for the code version (set by `mlflow run` and by autologging in a repo).
 MLFLOW_GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"

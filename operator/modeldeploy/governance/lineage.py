@@ -535,7 +535,13 @@ def _text_run(run: dict[str, Any] | None) -> list[str]:
         f"  code: git {run['gitCommit'] or 'commit not recorded'}"
         + (f" ({run['source']})" if run["source"] else ""),
     ]
-    lines += [f"  param {k} = {v}" for k, v in run["params"].items()]
+    # The preprocessing.* params repeat the preprocessing section above: the text says so once.
+    prefix = names.PREPROCESSING_PARAMS + "."
+    own = {k: v for k, v in run["params"].items() if not k.startswith(prefix)}
+    lines += [f"  param {k} = {v}" for k, v in own.items()]
+    if len(own) < len(run["params"]):
+        n = len(run["params"]) - len(own)
+        lines.append(f"  ({n} {prefix}* params: the preprocessing above)")
     lines += [f"  metric {k} = {v:g}" for k, v in run["metrics"].items()]
     if run["driftBaseline"]:
         lines.append(f"  drift baseline: {_compact(run['driftBaseline'])}")

@@ -35,7 +35,7 @@ from modeldeploy import names
 
 FORMAT: Final = "modeldeploy.preprocessing"
 FORMAT_VERSION: Final = 1
-PARAM_PREFIX: Final = "preprocessing"
+PARAM_PREFIX: Final = names.PREPROCESSING_PARAMS
 MAX_PARAM_KEY: Final = 250  # MLflow's MAX_ENTITY_KEY_LENGTH
 MAX_PARAM_VALUE: Final = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
 MAX_TAG_CHARS: Final = 8000

@@ -76,7 +76,12 @@ def world() -> World:
     f.add_model("fraud", versions=3, run_id=RUN_ID)
     f.add_run(
         RUN_ID,
-        params={"C": "0.5", "max_iter": "200"},
+        params={
+            "C": "0.5",
+            "max_iter": "200",
+            "preprocessing.scale.class": "sklearn.preprocessing.StandardScaler",
+            "preprocessing.scale.with_mean": "true",
+        },
         metrics={"accuracy": 0.93, "auc": 0.97},
         tags={
             names.TAG_DATASET + "train": json.dumps(DATASET),

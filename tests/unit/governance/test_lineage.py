@@ -43,7 +43,12 @@ def test_lineage_json_has_every_section_in_order(world: World):
 def test_the_run_section_has_params_metrics_and_the_git_commit(world: World):
     run = gather(world).to_dict()["run"]
     assert run["id"] == RUN_ID
-    assert run["params"] == {"C": "0.5", "max_iter": "200"}
+    assert run["params"] == {
+        "C": "0.5",
+        "max_iter": "200",
+        "preprocessing.scale.class": "sklearn.preprocessing.StandardScaler",
+        "preprocessing.scale.with_mean": "true",
+    }
     assert run["metrics"] == {"accuracy": 0.93, "auc": 0.97}
     assert run["gitCommit"] == "0123456789abcdef"
     assert run["source"] == "train.py"
@@ -147,6 +152,9 @@ def test_text_has_the_sections_in_order_one_line_per_item(world: World):
     assert '    scale: sklearn.preprocessing.StandardScaler columns=["amount"]' in text
     assert "  code: git 0123456789abcdef (train.py)" in lines
     assert "  param C = 0.5" in lines and "  metric auc = 0.97" in lines
+    # The preprocessing.* params are the preprocessing section again: named once, not repeated.
+    assert not any(x.startswith("  param preprocessing.") for x in lines)
+    assert "  (2 preprocessing.* params: the preprocessing above)" in lines
     assert any(x.startswith("  approved for production by alice") for x in lines)
     assert any("rollback version 2" in x and "[alert ModelHighErrorRate]" in x for x in lines)
 
