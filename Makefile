@@ -53,16 +53,16 @@ test-unit: install ## Run the unit tests only (no real parts needed)
 
 .PHONY: lint
 lint: install ## ruff (lint + format check), mypy strict, import-linter layering
-	$(VENV)/bin/ruff check operator tests dev benchmarks
-	$(VENV)/bin/ruff format --check operator tests dev benchmarks
+	$(VENV)/bin/ruff check operator tests dev benchmarks examples
+	$(VENV)/bin/ruff format --check operator tests dev benchmarks examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) dev/sync-chart.py --check
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix with ruff
-	$(VENV)/bin/ruff format operator tests dev benchmarks
-	$(VENV)/bin/ruff check --fix operator tests dev benchmarks
+	$(VENV)/bin/ruff format operator tests dev benchmarks examples
+	$(VENV)/bin/ruff check --fix operator tests dev benchmarks examples
 
 .PHONY: run
 run: install ## Run the operator against the local stack (make stack-up first)

@@ -2,8 +2,9 @@
 
 1. installs the ModelDeployment CRD (and the Prometheus Operator's ServiceMonitor/PrometheusRule
    CRDs, from its Go module) into the local cluster;
-2. trains two versions of a small classifier (scikit-learn's bundled wine data) and registers
-   them in MLflow as `fraud-detector`, with @champion on version 1;
+2. trains two versions of a small classifier (scikit-learn's bundled wine data) with
+   examples/train.py, recording dataset versions and preprocessing, and registers them in MLflow
+   as `fraud-detector`, with @champion on version 1;
 3. starts the operator (logs in .stack/logs/operator.log), registering its webhook with MLflow;
 4. applies manifests/examples/champion.yaml and shows the rollout as `kubectl get md -w` would;
 5. moves @champion to version 2 in MLflow and shows the new version rolling out, with no change
@@ -11,7 +12,13 @@
 6. promotes a bad version 3 (it fails 60 % of its predictions) while real serving processes
    (dev/podrunner.py) take traffic; Prometheus' alert fires, Alertmanager tells the operator, and
    the operator rolls back to version 2 by itself;
-7. shows every trace of the rollback and says where to look and how to stop.
+7. shows every trace of the rollback;
+8. promotes version 2 through the stages with the `modeldeploy` CLI: the promotion to production
+   is refused without an approval; an alias moved around the CLI does not get past the operator
+   either (a ModelDeployment with `requireApproval: production` waits, phase AwaitingApproval);
+   `modeldeploy approve` rolls it out within seconds;
+9. prints the lineage of what serves: dataset → preprocessing → run → version → deployments,
+   and says where to look and how to stop.
 
 The operator keeps running after the demo (`make stack-down` stops it with the rest).
 """
@@ -46,36 +53,27 @@ def kubectl(env: dict[str, str], *args: str, input: str | None = None) -> str:
     return res.stdout
 
 
-def train_and_register(tracking_uri: str) -> None:
-    import mlflow
+def train_and_register(env: dict[str, str]) -> None:
+    """Two versions trained by examples/train.py, run as a data scientist runs it: each run
+    records its dataset versions, preprocessing, metrics and drift baseline."""
     from mlflow import MlflowClient
-    from sklearn.datasets import load_wine
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("modeldeploy-demo")
-    client = MlflowClient()
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     if client.search_model_versions(f"name = '{MODEL}'"):
         print(f"   {MODEL} is already registered; reusing its versions")
         return
-    x, y = load_wine(return_X_y=True, as_frame=True)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, random_state=0)
-    for version, c in ((1, 0.01), (2, 1.0)):
-        with mlflow.start_run(run_name=f"demo-v{version}"):
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
-            model.fit(x_train, y_train)
-            accuracy = float(model.score(x_test, y_test))
-            mlflow.log_params({"C": c, "scaler": "standard"})
-            mlflow.log_metric("accuracy", accuracy)
-            mlflow.sklearn.log_model(
-                model, name="model", registered_model_name=MODEL, input_example=x_train.head(3)
-            )
-        print(f"   registered {MODEL} version {version} (C={c}, accuracy {accuracy:.3f})")
-    client.set_registered_model_alias(MODEL, "champion", "1")
-    print("   @champion → version 1")
+    for c in ("0.01", "1.0"):
+        cmd = [sys.executable, str(REPO / "examples/train.py"), "--model", MODEL]
+        cmd += ["--experiment", "modeldeploy-demo", "--regularization", c]
+        print(f"   $ python examples/train.py --model {MODEL} --regularization {c}", flush=True)
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"examples/train.py failed:\n{res.stderr[-3000:]}")
+        version = res.stdout.strip().splitlines()[-1]
+        metrics = client.get_run(client.get_model_version(MODEL, version).run_id).data.metrics
+        print(
+            f"   registered {MODEL} version {version} (C={c}, accuracy {metrics['accuracy']:.3f})"
+        )
 
 
 def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
@@ -173,18 +171,18 @@ def history(env: dict[str, str]) -> str:
     return kubectl(env, "get", "md", MD, "-n", NAMESPACE, "-o", f"jsonpath={jsonpath}")
 
 
-def watch(env: dict[str, str], until: Any, timeout: float = 120) -> dict[str, Any]:
+def watch(env: dict[str, str], until: Any, timeout: float = 120, md: str = MD) -> dict[str, Any]:
     """Prints a line each time the printed columns change, like `kubectl get md -w`."""
     import json
 
     last, deadline = None, time.monotonic() + timeout
-    print(f"   {'NAME':16}{'MODEL':16}{'SELECTOR':11}{'SERVING':9}{'PHASE':13}READY")
+    print(f"   {'NAME':21}{'MODEL':16}{'SELECTOR':13}{'SERVING':9}{'PHASE':18}READY")
     while time.monotonic() < deadline:
-        md = json.loads(kubectl(env, "get", "md", MD, "-n", NAMESPACE, "-o", "json"))
-        st = md.get("status") or {}
+        obj = json.loads(kubectl(env, "get", "md", md, "-n", NAMESPACE, "-o", "json"))
+        st = obj.get("status") or {}
         ready = next((c["status"] for c in st.get("conditions", []) if c["type"] == "Ready"), "")
         row = (
-            MD,
+            md,
             MODEL,
             st.get("selector", ""),
             st.get("servingVersion", ""),
@@ -192,12 +190,91 @@ def watch(env: dict[str, str], until: Any, timeout: float = 120) -> dict[str, An
             ready,
         )
         if row != last:
-            print(f"   {row[0]:16}{row[1]:16}{row[2]:11}{row[3]:9}{row[4]:13}{row[5]}", flush=True)
+            print(f"   {row[0]:21}{row[1]:16}{row[2]:13}{row[3]:9}{row[4]:18}{row[5]}", flush=True)
             last = row
         if until(st):
             return st
         time.sleep(0.5)
     raise SystemExit(f"timed out; see {REPO / '.stack/logs/operator.log'}")
+
+
+def modeldeploy(env: dict[str, str], *args: str, expect: int = 0) -> str:
+    """Runs the `modeldeploy` CLI as a user would, showing the command and what it said."""
+    print(f"   $ modeldeploy {' '.join(args)}", flush=True)
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "modeldeploy"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    for line in (res.stdout + res.stderr).rstrip().splitlines():
+        print(f"     {line}")
+    if res.returncode != expect:
+        raise SystemExit(f"modeldeploy {args[0]} exited {res.returncode}, expected {expect}")
+    if expect:
+        print(f"     (exit code {res.returncode})")
+    return res.stdout
+
+
+PROD_MD = "fraud-detector-prod"
+PROD_YAML = f"""apiVersion: modeldeploy.io/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: {PROD_MD}
+spec:
+  model:
+    name: {MODEL}
+    alias: production
+    requireApproval: production
+"""
+
+
+def approval_gate(env: dict[str, str], client: Any, version: str) -> None:
+    """Promotion through the stages: the CLI refuses an unapproved promotion, the operator
+    refuses to roll out a version whose alias was moved around the CLI, and an approval opens
+    both gates."""
+    from mlflow.exceptions import MlflowException
+
+    # A second `make demo` starts this story from the beginning.
+    with contextlib.suppress(MlflowException):
+        client.delete_registered_model_alias(MODEL, "production")
+    if client.get_model_version(MODEL, version).tags.get("modeldeploy.io/approved.production"):
+        cli = str(Path(sys.executable).parent / "modeldeploy")
+        reset = ["--stage", "production", "--note", "demo reset"]
+        subprocess.run([cli, "revoke", MODEL, version, *reset], env=env, capture_output=True)
+    kubectl(env, "delete", "md", PROD_MD, "-n", NAMESPACE, "--ignore-not-found")
+
+    modeldeploy(env, "policy", MODEL)
+    modeldeploy(env, "promote", MODEL, "--version", version, "--to", "staging")
+    modeldeploy(env, "promote", MODEL, "--from", "staging", "--to", "production", expect=1)
+
+    print(
+        f"\n   Someone moves @production to version {version} by hand (MLflow UI), around the CLI;"
+    )
+    print(f"   {PROD_MD} serves @production and requires the production approval:")
+    client.set_registered_model_alias(MODEL, "production", version)
+    kubectl(env, "apply", "-n", NAMESPACE, "-f", "-", input=PROD_YAML)
+    st = watch(env, lambda st: st.get("phase") == "AwaitingApproval", md=PROD_MD)
+    approved = next(c for c in st["conditions"] if c["type"] == "Approved")
+    print(f"   status.conditions Approved={approved['status']}: {approved['message']}")
+    dep = kubectl(env, "get", "deploy", PROD_MD, "-n", NAMESPACE, "--ignore-not-found")
+    print(f"   Deployment {PROD_MD}: {dep.strip() or 'none: nothing is rolled out'}")
+
+    print()
+    t0 = time.monotonic()
+    modeldeploy(
+        env,
+        "approve",
+        MODEL,
+        version,
+        "--stage",
+        "production",
+        "--note",
+        "offline evaluation passed",
+    )
+    watch(env, lambda st: st.get("phase") == "Healthy", md=PROD_MD)
+    took = time.monotonic() - t0
+    print(f"   version {version} serving {took:.1f}s after the approval (registry webhook)")
 
 
 def main() -> int:
@@ -216,7 +293,7 @@ def main() -> int:
         "Training two versions of a classifier and registering them in MLflow "
         f"({env['MLFLOW_TRACKING_URI']})"
     )
-    train_and_register(env["MLFLOW_TRACKING_URI"])
+    train_and_register(env)
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
@@ -322,6 +399,12 @@ def main() -> int:
         f"Alertmanager: {env.get('ALERTMANAGER_URL')}"
     )
 
+    say("Promotion to production needs an approval")
+    approval_gate(env, client, "2")
+
+    say("Lineage: from the dataset to every ModelDeployment that served the version")
+    modeldeploy(env, "lineage", f"{NAMESPACE}/{MD}")
+
     uri = env["MLFLOW_TRACKING_URI"]
     say("Look around")
     print(f"""   source .stack/env
@@ -330,6 +413,7 @@ def main() -> int:
    python dev/podrunner.py --namespace {NAMESPACE}   # real serving processes for the pods
    curl -s localhost:{ports["metrics"]}/metrics | grep ^modeldeploy_     # operator metrics
    MLflow UI: {env["MLFLOW_TRACKING_URI"]}   Prometheus: {env.get("PROMETHEUS_URL", "-")}
+   modeldeploy lineage {MODEL} {bad} --output json       # the rolled-back version
    Move the alias yourself (MLflow UI, or):
        .venv/bin/python -c "from mlflow import MlflowClient; MlflowClient('{uri}') \\
            .set_registered_model_alias('{MODEL}', 'champion', '1')"

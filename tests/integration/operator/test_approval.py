@@ -92,7 +92,7 @@ def test_without_the_webhook_polling_finds_the_approval(
     model = registry.new_model(versions=1)
     registry.set_alias(model, "champion", "1")
     start_operator(namespace, webhook=False)
-    kube.create_md(namespace, "m", gated(model, "3s"))
+    kube.create_md(namespace, "m", gated(model, "5s"))
     st = kube.wait_phase(namespace, "m", "AwaitingApproval", timeout=20)
     assert "servingVersion" not in st  # nothing was ever approved: nothing serves
     assert kube.deployment(namespace, "m") is None
