@@ -91,6 +91,10 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
     cmd = [
         str(Path(sys.executable).parent / "modeldeploy"),
         "operator",
+        # Only the demo's namespace: the operator keeps running after the demo, and must not
+        # reconcile what tests (`make test` on the same stack) create in theirs.
+        "--namespace",
+        NAMESPACE,
         "--metrics-port",
         str(ports["metrics"]),
         "--webhook-port",

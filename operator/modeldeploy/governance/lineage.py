@@ -30,6 +30,13 @@ from modeldeploy.governance.actions import (
     Version,
     check_version,
 )
+from modeldeploy.tracking.records import (
+    DatasetError,
+    DatasetVersion,
+    PreprocessingError,
+    PreprocessingStep,
+)
+from modeldeploy.tracking.records import Preprocessing as PreprocessingRecord
 
 FORMAT: Final = "modeldeploy.lineage"
 FORMAT_VERSION: Final = 1
@@ -96,60 +103,10 @@ def deployment_target(cluster: Cluster, namespace: str, name: str) -> Target:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A dataset version as the training run recorded it (run tag modeldeploy.io/dataset.*)."""
-
-    name: str
-    source: str | None
-    hash: str
-    hash_algorithm: str
-    rows: int | None
-    columns: int | None
-    schema: tuple[Mapping[str, str], ...]
-    logged_at: str
-    context: str
-    targets: str | None
-    schema_truncated: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "hash": self.hash,
-            "hashAlgorithm": self.hash_algorithm,
-            "rows": self.rows,
-            "columns": self.columns,
-            "schema": [dict(s) for s in self.schema],
-            "schemaTruncated": self.schema_truncated,
-            "loggedAt": self.logged_at or None,
-            "context": self.context or None,
-            "targets": self.targets,
-        }
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    cls: str
-    params: Mapping[str, Any]
-    columns: Any
-    steps: tuple[Step, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "class": self.cls,
-            "params": dict(self.params),
-            "columns": self.columns,
-            "steps": [s.to_dict() for s in self.steps],
-        }
-
-
-@dataclass(frozen=True)
 class Preprocessing:
     artifact: str
     summary: Mapping[str, Any]  # the run tag's value as written
-    steps: tuple[Step, ...]  # from the artifact; empty when it could not be read
+    steps: tuple[PreprocessingStep, ...]  # from the artifact; empty when it could not be read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +173,7 @@ class Lineage:
     model: str
     version: str
     registry: str
-    datasets: tuple[Dataset, ...]
+    datasets: tuple[DatasetVersion, ...]
     preprocessing: Preprocessing | None
     run: Run | None
     model_version: Version
@@ -232,7 +189,7 @@ class Lineage:
             "version": FORMAT_VERSION,
             "model": {"name": self.model, "version": self.version},
             "registry": self.registry,
-            "datasets": [d.to_dict() for d in self.datasets],
+            "datasets": [_dataset_dict(d) for d in self.datasets],
             "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
             "run": None if self.run is None else _run_dict(self.run),
             "modelVersion": _version_dict(self.model_version, self.aliases),
@@ -259,7 +216,7 @@ def gather(
     mv = reg.version(m.name, check_version(m.name, version))
     warnings: list[str] = []
     run = _run(reg, mv, warnings)
-    datasets: tuple[Dataset, ...] = ()
+    datasets: tuple[DatasetVersion, ...] = ()
     preprocessing = None
     if run is not None:
         datasets = _datasets(run, warnings)
@@ -297,41 +254,31 @@ def _run(reg: Registry, mv: Version, warnings: list[str]) -> Run | None:
         return None
 
 
-def _datasets(run: Run, warnings: list[str]) -> tuple[Dataset, ...]:
+def _datasets(run: Run, warnings: list[str]) -> tuple[DatasetVersion, ...]:
+    """The run's dataset records, parsed by the class that writes them; one that does not
+    parse is skipped with a warning, not guessed at."""
     out = []
     for key in sorted(k for k in run.tags if k.startswith(names.TAG_DATASET)):
         data = _json_object(run.tags[key], key, warnings)
         if data is None:
             continue
-        schema = tuple(
-            {"name": str(f.get("name", "")), "type": str(f.get("type", ""))}
-            for f in data.get("schema") or ()
-            if isinstance(f, dict)
-        )
-        out.append(
-            Dataset(
-                name=str(data.get("name") or key[len(names.TAG_DATASET) :]),
-                source=_opt_str(data.get("source")),
-                hash=str(data.get("hash") or ""),
-                hash_algorithm=str(data.get("hashAlgorithm") or ""),
-                rows=_opt_int(data.get("rows")),
-                columns=_opt_int(data.get("columns")),
-                schema=schema,
-                logged_at=str(data.get("loggedAt") or ""),
-                context=str(data.get("context") or ""),
-                targets=_opt_str(data.get("targets")),
-                schema_truncated=data.get("schemaTruncated") is True,
-            )
-        )
+        try:
+            out.append(DatasetVersion.from_dict(data))
+        except DatasetError as exc:
+            warnings.append(f"{key}: {exc}; skipped")
     return tuple(out)
 
 
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _dataset_dict(d: DatasetVersion) -> dict[str, Any]:
+    record = d.to_dict()
+    return {
+        **{k: record[k] for k in ("name", "source", "hash", "hashAlgorithm", "rows", "columns")},
+        "schema": record["schema"],
+        "schemaTruncated": d.schema_truncated,
+        "loggedAt": d.logged_at or None,
+        "context": d.context or None,
+        "targets": d.targets,
+    }
 
 
 def _preprocessing(reg: Registry, run: Run, warnings: list[str]) -> Preprocessing | None:
@@ -348,24 +295,12 @@ def _preprocessing(reg: Registry, run: Run, warnings: list[str]) -> Preprocessin
     if text is None:
         warnings.append(f"run {run.id} has no preprocessing artifact {artifact}")
         return Preprocessing(artifact, summary, ())
-    data = _json_object(text, artifact, warnings) or {}
-    return Preprocessing(artifact, summary, _steps(data.get("steps")))
-
-
-def _steps(raw: Any) -> tuple[Step, ...]:
-    if not isinstance(raw, list):
-        return ()
-    return tuple(
-        Step(
-            name=str(s.get("name") or ""),
-            cls=str(s.get("class") or ""),
-            params=_mapping(s.get("params")),
-            columns=s.get("columns"),
-            steps=_steps(s.get("steps")),
-        )
-        for s in raw
-        if isinstance(s, dict)
-    )
+    try:
+        steps = PreprocessingRecord.from_json(text).steps
+    except PreprocessingError as exc:
+        warnings.append(f"preprocessing artifact {artifact}: {exc}")
+        steps = ()
+    return Preprocessing(artifact, summary, steps)
 
 
 def _deployments(

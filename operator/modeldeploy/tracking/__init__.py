@@ -16,20 +16,19 @@ from modeldeploy.tracking.baseline import (
     build_drift_baseline,
     log_drift_baseline,
 )
-from modeldeploy.tracking.dataset import (
-    DatasetError,
-    DatasetVersion,
-    SchemaField,
-    describe_dataset,
-    log_dataset,
-)
+from modeldeploy.tracking.dataset import describe_dataset, log_dataset
 from modeldeploy.tracking.preprocessing import (
-    Preprocessing,
-    PreprocessingError,
-    PreprocessingStep,
     describe_preprocessing,
     log_preprocessing,
     read_preprocessing,
+)
+from modeldeploy.tracking.records import (
+    DatasetError,
+    DatasetVersion,
+    Preprocessing,
+    PreprocessingError,
+    PreprocessingStep,
+    SchemaField,
 )
 
 __all__ = [

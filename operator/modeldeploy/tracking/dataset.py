@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import json
 import os
 import re
 import struct
@@ -35,8 +34,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from modeldeploy import names
 from modeldeploy.governance.records import timestamp
+from modeldeploy.tracking.records import (
+    DatasetError,
+    DatasetVersion,
+    SchemaField,
+)
 
 HASH_FILE: Final = "sha256-file"
 HASH_DIRECTORY: Final = "sha256-dir-v1"
@@ -44,8 +47,6 @@ HASH_FRAME: Final = "sha256-columns-v1"
 CHUNK_BYTES: Final = 1 << 20  # file read size
 CHUNK_ROWS: Final = 1 << 16  # rows per slice when hashing a column: bounds temporary copies
 SAMPLE_ROWS: Final = 1000  # rows read from a CSV/Parquet file to infer its schema
-MLFLOW_DIGEST_CHARS: Final = 36  # MLflow's MAX_DATASET_DIGEST_SIZE
-MAX_TAG_CHARS: Final = 8000  # MLflow's MAX_TAG_VAL_LENGTH
 INPUT_TAG_HASH: Final = "modeldeploy.hash"
 INPUT_TAG_ALGORITHM: Final = "modeldeploy.hashAlgorithm"
 INPUT_TAG_ROWS: Final = "modeldeploy.rows"
@@ -54,100 +55,6 @@ _CSV_SEPARATORS: Final = {".csv": ",", ".tsv": "\t"}
 _PARQUET_SUFFIXES: Final = (".parquet", ".pq")
 # The dataset name becomes part of a tag key: MLflow's key characters minus "/" and ":".
 _NAME = re.compile(r"[\w][\w.\- ]{0,199}")
-
-
-class DatasetError(ValueError):
-    """Data that cannot be versioned as given; the message says what to pass instead."""
-
-
-@dataclass(frozen=True)
-class SchemaField:
-    name: str
-    type: str
-
-
-@dataclass(frozen=True)
-class DatasetVersion:
-    """One dataset as a run saw it; `to_dict()` is the JSON of the run tag."""
-
-    name: str
-    source: str | None
-    hash: str  # full lowercase hex
-    hash_algorithm: str
-    rows: int | None
-    columns: int
-    schema: tuple[SchemaField, ...]
-    logged_at: str  # UTC ISO 8601 with milliseconds
-    context: str
-    targets: str | None
-
-    @property
-    def mlflow_digest(self) -> str:
-        """The prefix of `hash` that fits MLflow's dataset digest field."""
-        return self.hash[:MLFLOW_DIGEST_CHARS]
-
-    @property
-    def tag_key(self) -> str:
-        return names.TAG_DATASET + self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "hash": self.hash,
-            "hashAlgorithm": self.hash_algorithm,
-            "rows": self.rows,
-            "columns": self.columns,
-            "schema": [{"name": f.name, "type": f.type} for f in self.schema],
-            "loggedAt": self.logged_at,
-            "context": self.context,
-            "targets": self.targets,
-        }
-
-    def tag_value(self) -> str:
-        """Compact JSON within MLflow's tag limit: a schema that does not fit is cut short and
-        `"schemaTruncated": true` added (the dataset input keeps the whole schema)."""
-        record = self.to_dict()
-        text = _compact(record)
-        if len(text) <= MAX_TAG_CHARS:
-            return text
-        record["schema"] = []
-        record["schemaTruncated"] = True
-        room = MAX_TAG_CHARS - len(_compact(record))
-        kept: list[dict[str, str]] = []
-        for field in self.schema:
-            entry = {"name": field.name, "type": field.type}
-            room -= len(_compact(entry)) + (1 if kept else 0)
-            if room < 0:
-                break
-            kept.append(entry)
-        record["schema"] = kept
-        return _compact(record)
-
-    @classmethod
-    def from_dict(cls, raw: Any) -> DatasetVersion:
-        """Parse a run tag's record (the lineage reader); raises DatasetError naming the field."""
-        if not isinstance(raw, dict):
-            raise DatasetError("dataset record: a JSON object is required")
-        try:
-            return cls(
-                name=str(raw["name"]),
-                source=None if raw["source"] is None else str(raw["source"]),
-                hash=str(raw["hash"]),
-                hash_algorithm=str(raw["hashAlgorithm"]),
-                rows=None if raw["rows"] is None else int(raw["rows"]),
-                columns=int(raw["columns"]),
-                schema=tuple(SchemaField(str(f["name"]), str(f["type"])) for f in raw["schema"]),
-                logged_at=str(raw["loggedAt"]),
-                context=str(raw["context"]),
-                targets=None if raw["targets"] is None else str(raw["targets"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"dataset record: missing or malformed field {exc}") from exc
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)

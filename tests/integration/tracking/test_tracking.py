@@ -29,7 +29,7 @@ from modeldeploy.tracking import (
     log_preprocessing,
     read_preprocessing,
 )
-from modeldeploy.tracking.preprocessing import json_safe
+from modeldeploy.tracking.records import json_safe
 
 
 @pytest.fixture

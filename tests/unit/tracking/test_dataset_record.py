@@ -10,15 +10,14 @@ import pytest
 from mlflow.utils import validation
 
 from modeldeploy import names
-from modeldeploy.tracking import preprocessing
+from modeldeploy.tracking import preprocessing, records
 from modeldeploy.tracking.baseline import build_drift_baseline, lineage_tag
-from modeldeploy.tracking.dataset import (
+from modeldeploy.tracking.dataset import describe_dataset, log_dataset
+from modeldeploy.tracking.records import (
     MAX_TAG_CHARS,
     MLFLOW_DIGEST_CHARS,
     DatasetError,
     DatasetVersion,
-    describe_dataset,
-    log_dataset,
 )
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, 123456, tzinfo=UTC)
@@ -62,8 +61,8 @@ def test_a_wide_schema_is_cut_short_in_the_tag_only() -> None:
 def test_limits_are_mlflows() -> None:
     assert validation.MAX_DATASET_DIGEST_SIZE == MLFLOW_DIGEST_CHARS
     assert validation.MAX_TAG_VAL_LENGTH == MAX_TAG_CHARS
-    assert validation.MAX_PARAM_VAL_LENGTH == preprocessing.MAX_PARAM_VALUE
-    assert validation.MAX_ENTITY_KEY_LENGTH == preprocessing.MAX_PARAM_KEY
+    assert validation.MAX_PARAM_VAL_LENGTH == records.MAX_PARAM_VALUE
+    assert validation.MAX_ENTITY_KEY_LENGTH == records.MAX_PARAM_KEY
     v = describe_dataset(pd.DataFrame({"a": [1]}), name="d")
     assert len(v.mlflow_digest) == MLFLOW_DIGEST_CHARS and v.hash.startswith(v.mlflow_digest)
 

@@ -19,13 +19,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from modeldeploy import names
-from modeldeploy.tracking.preprocessing import (
+from modeldeploy.tracking.preprocessing import describe_preprocessing
+from modeldeploy.tracking.records import (
     MAX_PARAM_KEY,
     MAX_PARAM_VALUE,
     Preprocessing,
     PreprocessingError,
     PreprocessingStep,
-    describe_preprocessing,
     json_safe,
 )
 
