@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from modeldeploy import names
-from modeldeploy.governance import actions, lineage, records
+from modeldeploy.governance import actions, lineage, lineage_text, records
 from modeldeploy.governance.actions import (
     GovernanceError,
     MlflowRegistry,
@@ -180,7 +180,7 @@ def _lineage(
     found = lineage.gather(reg, cluster, model, version, namespace=args.namespace, first=first)
     for warning in found.warnings:
         print(f"modeldeploy lineage: warning: {warning}", file=sys.stderr)
-    return found.to_dict(), lineage.render_text(found)
+    return found.to_dict(), lineage_text.render_text(found)
 
 
 def _policy_text(shown: actions.PolicyOutcome) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from modeldeploy import names
-from modeldeploy.governance import lineage
+from modeldeploy.governance import lineage, lineage_text
 from modeldeploy.governance.actions import MlflowRegistry
 from tests.unit.governance.conftest import DATASET, REGISTRY, RUN_ID, STEPS, World
 
@@ -142,7 +142,7 @@ def test_unreadable_records_are_skipped_with_a_warning(world: World):
 
 
 def test_text_has_the_sections_in_order_one_line_per_item(world: World):
-    text = lineage.render_text(gather(world))
+    text = lineage_text.render_text(gather(world))
     lines = text.splitlines()
 
     heads = ["datasets:", "preprocessing (", "training run ", "model version ", "deployments:"]
