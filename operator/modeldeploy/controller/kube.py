@@ -44,7 +44,10 @@ class Kube:
         self.component = component
         self._dyn: DynamicClient | None = None
         self._dyn_lock = threading.Lock()
-        self._crds: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+        # (checked at, kinds, generation): invalidation bumps the generation, so an answer read
+        # while a CRD event arrived is not kept as fresh (it may predate the event).
+        self._crds: tuple[float, frozenset[str], int] = (float("-inf"), frozenset(), 0)
+        self._crds_lock = threading.Lock()
 
     @property
     def dynamic(self) -> DynamicClient:
@@ -77,9 +80,10 @@ class Kube:
 
     def monitoring_crds(self) -> frozenset[str]:
         """Which monitoring.coreos.com kinds the cluster serves (checked every 30 s at most)."""
-        checked, kinds = self._crds
+        with self._crds_lock:
+            checked, cached, generation = self._crds
         if time.monotonic() - checked < CRD_CHECK_SECONDS:
-            return kinds
+            return cached
         found = set()
         for kind, crd in MONITORING_CRDS.items():
             obj = _or_none(lambda crd=crd: self.ext.read_custom_resource_definition(crd))
@@ -87,15 +91,18 @@ class Kube:
             if any(c.type == "Established" and c.status == "True" for c in conditions):
                 found.add(kind)
         kinds = frozenset(found)
-        if kinds != self._crds[1]:
+        if kinds != cached:
             with self._dyn_lock:
                 if self._dyn is not None:
                     self._dyn.resources.invalidate_cache()
-        self._crds = (time.monotonic(), kinds)
+        with self._crds_lock:
+            if self._crds[2] == generation:  # no CRD event while we read: keep the answer
+                self._crds = (time.monotonic(), kinds, generation)
         return kinds
 
     def invalidate_monitoring_crds(self) -> None:
-        self._crds = (float("-inf"), self._crds[1])
+        with self._crds_lock:
+            self._crds = (float("-inf"), self._crds[1], self._crds[2] + 1)
 
     # --- writes --------------------------------------------------------------------------
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:

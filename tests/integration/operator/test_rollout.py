@@ -170,6 +170,9 @@ def test_operator_killed_mid_rollout_converges_after_restart_without_duplicate_h
     )
     st = kube.wait_phase(namespace, "r", "Progressing")
     assert [(h["version"], h["outcome"]) for h in st["history"]] == [("1", "Progressing")]
+    # Killed mid-rollout, not mid-reconcile: the Event follows the status write, and a kill
+    # between the two loses it by design (the status is the record; nothing repeats it).
+    wait_for(lambda: kube.events(namespace, "RolloutStarted"), 30, "the RolloutStarted Event")
     op.kill()
 
     node = "kwok-node-0"
