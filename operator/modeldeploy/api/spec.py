@@ -241,7 +241,7 @@ def _parse_rollback(d: Mapping[str, Any]) -> RollbackSpec:
 
 def _parse_require_approval(d: Mapping[str, Any]) -> str | None:
     stage = _opt_str(d, "requireApproval", "spec.model")
-    if stage is not None and not _STAGE.match(stage):
+    if stage is not None and (not _STAGE.fullmatch(stage) or stage.lower() == "latest"):
         raise SpecError("spec.model.requireApproval", f"{stage!r} is not a stage (alias) name")
     return stage
 

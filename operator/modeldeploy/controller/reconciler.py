@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from modeldeploy import names
 from modeldeploy.alerts.store import AlertStore
@@ -35,6 +34,7 @@ from modeldeploy.registry.types import (
     RegistryUnreachable,
     ResolvedVersion,
     Unservable,
+    same_server,
 )
 from modeldeploy.rollout.planner import Context, DeploymentState, Plan, plan_invalid_spec
 from modeldeploy.rollout.preflight import plan_checked
@@ -150,16 +150,18 @@ class Reconciler:
             delay = min(delay, p.requeue_after)
         return Outcome(delay, registry_failed=failed)
 
-    def _record_rollback(
-        self, body: Mapping[str, Any], spec: ModelDeploymentSpec, rb: Rollback
-    ) -> None:
-        """Metric, latency and the registry records on the bad version: the rejected tag and an
-        audit entry (best effort: the rollback is done and recorded in status whatever the
-        registry says)."""
+    def _count_rollback(self, body: Mapping[str, Any], rb: Rollback) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         self.metrics.rollbacks.labels(ns, name, rb.alert.name).inc()
         self.metrics.alert_to_rollback.observe(max(0.0, time.time() - rb.alert.received_at))
         log.warning("%s/%s: rolled back %s → %s (%s)", ns, name, rb.bad, rb.good, rb.alert.name)
+
+    def _record_rollback(
+        self, body: Mapping[str, Any], spec: ModelDeploymentSpec, rb: Rollback
+    ) -> None:
+        """The registry records on the bad version: the rejected tag and an audit entry (best
+        effort: the rollback is done and recorded in status whatever the registry says)."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         now = self.clock()
         rejected = f"{ns}/{name}: {rb.alert.name} at {now.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         details = {
@@ -243,7 +245,24 @@ class Reconciler:
             return Unservable(r.REGISTRY_UNREACHABLE, "no registry or credentials to ask")
         fingerprint = Question.fingerprint(creds)
         client = self._client(uri, creds, fingerprint)
-        return self.preflight.check(client, fingerprint, spec.model.name, version, fresh)
+        failure = self.preflight.check(client, fingerprint, spec.model.name, version, fresh)
+        if failure is None and fresh and spec.require_approval:
+            return self._approved(client, spec.model.name, version, spec.require_approval)
+        return failure
+
+    def _approved(
+        self, client: RegistryClient, model: str, version: str, stage: str
+    ) -> Unservable | None:
+        """A rollback target of a ModelDeployment that requires approval must still hold it: a
+        rollback does not wait for a person, but it goes only where a person agreed (and a
+        history entry written by someone with status access gets no unapproved version out)."""
+        try:
+            tags = client.version_tags(model, version)
+        except RegistryError as exc:
+            return Unservable(r.REGISTRY_UNREACHABLE, str(exc))
+        if records.approval(tags, stage) is None:
+            return Unservable(r.APPROVAL_MISSING, f"it is not approved for {stage}")
+        return None
 
     def forget(self, key: Key) -> None:
         self.metrics.forget(*key)
@@ -323,10 +342,12 @@ class Reconciler:
         next. The full status, whose conditions report what was applied and observed, is written
         only after the apply succeeded, and the plan's Events and counters follow that write: a
         failed apply leaves the status as it was, so the retry plans, writes and announces the
-        same transition once. The rollback's counter and MLflow tag go with its decision."""
+        same transition once. The rollback's counter goes with its decision, its registry records
+        right after the apply (or its failure): a slow registry must not delay the rollback."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         stored: Mapping[str, Any] = old_status
+        decided_now: Rollback | None = None
         if p.record_first is not None:
             decided = p.record_first.to_dict()
             if decided != stored:
@@ -334,12 +355,19 @@ class Reconciler:
                 stored = decided
                 for ev in p.decision_events:
                     self._post_event(body, ev.type, ev.reason, ev.message)
-                if p.rollback is not None and spec is not None:
-                    self._record_rollback(body, spec, p.rollback)
-        for obj in p.apply:
-            self.kube.apply(obj)
-        for kind, obj_name in p.prune:
-            self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
+                if p.rollback is not None:
+                    decided_now = p.rollback
+                    self._count_rollback(body, p.rollback)
+        try:
+            for obj in p.apply:
+                self.kube.apply(obj)
+            for kind, obj_name in p.prune:
+                self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
+        finally:
+            # After the apply, so a slow registry cannot delay the rollback itself; in `finally`,
+            # so a failed apply (whose retry finds the decision stored) still records it once.
+            if decided_now is not None and spec is not None:
+                self._record_rollback(body, spec, decided_now)
         new_status = p.status.to_dict()
         if new_status != stored:
             self.kube.patch_status(namespace, name, stored, new_status)
@@ -367,15 +395,3 @@ class Reconciler:
             self.kube.post_event(body, type_, reason, message)
         except Exception as exc:  # an Event is best effort; the status already says it
             log.warning("could not post event %s: %s", reason, exc)
-
-
-def same_server(a: str, b: str) -> bool:
-    """Whether two tracking URIs name the same registry: scheme and host compared without case,
-    the path without a trailing slash. Anything else (another port, path, user info) is another
-    server."""
-    pa, pb = urlsplit(a.strip()), urlsplit(b.strip())
-    return (pa.scheme.lower(), pa.netloc.lower(), pa.path.rstrip("/")) == (
-        pb.scheme.lower(),
-        pb.netloc.lower(),
-        pb.path.rstrip("/"),
-    )

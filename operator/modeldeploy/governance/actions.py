@@ -33,6 +33,7 @@ EXIT_REFUSED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NOT_FOUND: Final = 3
 EXIT_UNREACHABLE: Final = 4
+EXIT_INTERNAL: Final = 5  # an unexpected error: a bug of modeldeploy's, reported in one line
 
 _NOT_FOUND_CODES: Final = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 # "[Errno 111] Connection refused", "Read timed out", "Failed to resolve 'host' (...)"
@@ -60,6 +61,12 @@ class UsageError(GovernanceError):
 
 class NotFound(GovernanceError):
     """The model, version, alias, stage, approval or ModelDeployment named does not exist."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class Unreadable(GovernanceError):
+    """A record is there but cannot be read (binary, a directory): lineage warns about it."""
 
     exit_code = EXIT_NOT_FOUND
 
@@ -202,10 +209,13 @@ def revoke(reg: Registry, model: str, version: str, stage: str, note: str, who: 
     """Deletes the approval. No approval to revoke is NotFound: a script that revokes expects
     one to exist, and a silent success would hide a wrong version or stage."""
     _check_note(note)
-    m, _ = _model_and_stage(reg, model, stage)
+    m = reg.model(model)
     mv = _version(reg, m, version)
-    key = records.approval_key(stage)
-    if key not in mv.tags:
+    key = names.TAG_APPROVED + stage
+    if not records.valid_stage(stage) or key not in mv.tags:
+        # An approval for a stage the policy no longer lists can still be revoked; for any
+        # other unknown stage, say which stages there are.
+        _known_stage(m, _policy(m), stage)
         raise NotFound(
             f"model {m.name!r} version {mv.version} has no approval for stage {stage!r}; "
             "nothing to revoke"
@@ -326,6 +336,14 @@ def _known_stage(m: Model, policy: Policy, stage: str) -> None:
 def _check_note(note: str) -> None:
     if len(note) > MAX_NOTE:
         raise UsageError(f"--note is {len(note)} characters; at most {MAX_NOTE}")
+    check_printable("--note", note)
+
+
+def check_printable(what: str, text: str) -> None:
+    """Records are printed one per line: a newline or another control character in one could
+    forge the next (a fake approval line in `lineage`)."""
+    if any(not ch.isprintable() for ch in text):
+        raise UsageError(f"{what} must not contain newlines or other control characters")
 
 
 def _model_and_stage(reg: Registry, model: str, stage: str) -> tuple[Model, Policy]:
@@ -337,7 +355,7 @@ def _model_and_stage(reg: Registry, model: str, stage: str) -> tuple[Model, Poli
 
 def check_version(model: str, version: str) -> str:
     """The version number as MLflow spells it; NotFound for anything that is not a number."""
-    if not version.isdigit():
+    if not re.fullmatch(r"[0-9]{1,18}", version) or int(version) == 0:
         raise NotFound(f"model {model!r} has no version {version!r} (versions are numbers)")
     return str(int(version))
 
@@ -431,7 +449,10 @@ class MlflowRegistry:
                 )
             except NotFound:
                 return None
-            return Path(str(local)).read_text(encoding="utf-8")
+            try:
+                return Path(str(local)).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:  # a directory, binary content
+                raise Unreadable(f"artifact {path!r} of run {run_id!r}: {exc}") from exc
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         try:

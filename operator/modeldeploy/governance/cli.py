@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import os
 import secrets
 import sys
@@ -29,6 +30,8 @@ from modeldeploy.governance.actions import (
     UsageError,
     Who,
 )
+from modeldeploy.registry.client import CREDENTIAL_KEYS
+from modeldeploy.registry.types import redact, same_server
 
 HTTP_TIMEOUT_SECONDS = 10
 
@@ -39,6 +42,7 @@ EXIT_CODES = """exit codes:
   2  usage error: bad flags or values, no registry given
   3  not found: model, version, alias, stage, approval to revoke, ModelDeployment
   4  unreachable: the registry or the cluster did not answer, or refused the request
+  5  an unexpected error (a bug of modeldeploy's: please report it)
 
 Nothing is written unless every check passed. Errors are one line on stderr; with
 --output json also {"error": "...", "code": N} on stdout. See docs/governance.md."""
@@ -82,8 +86,24 @@ def main(
         )
     except GovernanceError as exc:
         return _fail(command, exc, json_out)
-    print(json.dumps(data, indent=2, ensure_ascii=False) if json_out else text)
+    except Exception as exc:  # a bug: still one line and a code of its own, not a traceback
+        internal = GovernanceError(f"unexpected {type(exc).__name__}: {exc} (a bug: report it)")
+        internal.exit_code = actions.EXIT_INTERNAL
+        return _fail(command, internal, json_out)
+    print(json.dumps(_finite(data), indent=2, ensure_ascii=False) if json_out else text)
     return actions.EXIT_OK
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity (Python would print them anyway, and parsers refuse them):
+    a non-finite number, e.g. a metric logged as NaN, is written as the string "nan"/"inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +193,8 @@ def _lineage(
             raise UsageError(f"{args.target!r}: give NAMESPACE/NAME, or MODEL VERSION")
         first = lineage.deployment_target(cluster, namespace, name)
         model, version = first.model, first.version
+        if not args.tracking_uri and first.tracking_uri:
+            _credentials_only_for_the_default(first.tracking_uri)
         reg = _registry(args.tracking_uri or first.tracking_uri, client_factory)
     else:
         model, version = args.target, args.version
@@ -181,6 +203,23 @@ def _lineage(
     for warning in found.warnings:
         print(f"modeldeploy lineage: warning: {warning}", file=sys.stderr)
     return found.to_dict(), lineage_text.render_text(found)
+
+
+def _credentials_only_for_the_default(uri: str) -> None:
+    """A ModelDeployment names its registry; whoever wrote it must not collect the credentials
+    of whoever runs lineage on it. MLflow sends the environment's credentials to any server, so
+    they are dropped (this process only) unless `uri` is the user's own MLFLOW_TRACKING_URI; the
+    operator applies the same rule (docs/security.md). `--tracking-uri` says "trust this one"."""
+    default = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if default and same_server(uri, default):
+        return
+    dropped = [k for k in CREDENTIAL_KEYS if os.environ.pop(k, None) is not None]
+    if dropped:
+        print(
+            f"modeldeploy lineage: warning: not sending {', '.join(dropped)} to {redact(uri)}, "
+            "the registry the ModelDeployment names (give --tracking-uri to trust it)",
+            file=sys.stderr,
+        )
 
 
 def _policy_text(shown: actions.PolicyOutcome) -> str:
@@ -209,11 +248,11 @@ def _registry(uri: str | None, factory: ClientFactory) -> MlflowRegistry:
     ):
         os.environ.setdefault(key, value)
     try:
-        return MlflowRegistry(factory(uri), uri)
+        return MlflowRegistry(factory(uri), redact(uri))
     except GovernanceError:
         raise
     except Exception as exc:
-        raise UsageError(f"registry {uri!r}: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"registry {redact(uri)!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _mlflow_client(uri: str) -> Any:
@@ -324,6 +363,7 @@ def _who(by: str | None) -> Who:
     )
     if not name.strip():
         raise UsageError("--by must name someone")
+    actions.check_printable("--by", name)
     return Who(name.strip(), datetime.now(UTC), secrets.token_hex(2))
 
 

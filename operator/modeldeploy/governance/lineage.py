@@ -286,7 +286,8 @@ def _preprocessing(reg: Registry, run: Run, warnings: list[str]) -> Preprocessin
     if raw is None:
         return None
     summary = _json_object(raw, names.TAG_PREPROCESSING, warnings) or {}
-    artifact = str(summary.get("artifact") or names.PREPROCESSING_ARTIFACT)
+    # Always the one documented path: a tag must not make lineage download what it names.
+    artifact = names.PREPROCESSING_ARTIFACT
     try:
         text = reg.run_artifact(run.id, artifact)
     except GovernanceError as exc:

@@ -12,8 +12,9 @@ from modeldeploy.governance.lineage import Lineage
 
 def render_text(lineage: Lineage) -> str:
     """The lineage for people: the JSON's sections in the same order, one line per item."""
-    d = lineage.to_dict()
-    out = [f"lineage of {lineage.model} version {lineage.version} (registry {lineage.registry})"]
+    d = _escaped(lineage.to_dict())
+    model = d["model"]
+    out = [f"lineage of {model['name']} version {model['version']} (registry {d['registry']})"]
     out += _text_datasets(d["datasets"])
     out += _text_preprocessing(d["preprocessing"])
     out += _text_run(d["run"])
@@ -127,3 +128,15 @@ def _word(value: str) -> str:
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _escaped(value: Any) -> Any:
+    """Every string with its control characters escaped: a record is one line, and a newline in
+    a note or a tag must not print as a line of its own (a forged "approved by" line)."""
+    if isinstance(value, str):
+        return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value)
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value

@@ -47,7 +47,12 @@ class RecordError(ValueError):
 
 
 def valid_stage(stage: str) -> bool:
-    return bool(_STAGE.match(stage)) and stage != "latest" and not _VERSION_LIKE.match(stage)
+    """MLflow reserves "latest" (in any case) and "v<digits>" as alias names."""
+    return (
+        _STAGE.fullmatch(stage) is not None
+        and stage.lower() != "latest"
+        and _VERSION_LIKE.fullmatch(stage) is None
+    )
 
 
 def check_stage(stage: str) -> str:
@@ -101,7 +106,13 @@ class Policy:
         if raw is None:
             return cls()
         data = _object(raw, names.TAG_POLICY)
-        stages, required = data.get("stages"), data.get("requireApproval", [])
+        # Both keys, and only them: a misspelt key must not read as "no approval required".
+        if set(data) != {"stages", "requireApproval"}:
+            raise RecordError(
+                f"tag {names.TAG_POLICY}: needs exactly the keys stages and requireApproval, "
+                f"has {sorted(data)}"
+            )
+        stages, required = data["stages"], data["requireApproval"]
         if not (isinstance(stages, list) and _strings(stages)) or not (
             isinstance(required, list) and _strings(required, allow_empty=True)
         ):

@@ -143,6 +143,14 @@ class RegistryClient:
             )
         return str(resp.text)
 
+    def version_tags(self, name: str, version: str) -> dict[str, str]:
+        """The version's tags. Raises ModelNotFound/RegistryUnreachable."""
+        try:
+            mv = self._store.get_model_version(name, version)
+        except Exception as exc:
+            raise _translate(exc, ModelRef(name=name, version=version)) from exc
+        return {str(k): str(v) for k, v in (mv.tags or {}).items()}
+
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         try:
             self._store.set_model_version_tag(name, version, ModelVersionTag(key, value))

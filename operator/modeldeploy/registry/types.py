@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from modeldeploy.api.reasons import REGISTRY_UNREACHABLE
 
@@ -50,3 +51,24 @@ class Unservable:
     @property
     def outage(self) -> bool:
         return self.reason == REGISTRY_UNREACHABLE
+
+
+def same_server(a: str, b: str) -> bool:
+    """Whether two tracking URIs name the same registry: scheme and host compared without case,
+    the path without a trailing slash. Anything else (another port, path, user info) is another
+    server. Credentials meant for one registry go to no other."""
+    pa, pb = urlsplit(a.strip()), urlsplit(b.strip())
+    return (pa.scheme.lower(), pa.netloc.lower(), pa.path.rstrip("/")) == (
+        pb.scheme.lower(),
+        pb.netloc.lower(),
+        pb.path.rstrip("/"),
+    )
+
+
+def redact(uri: str) -> str:
+    """The URI without a password or token in its user info, for messages and output."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()

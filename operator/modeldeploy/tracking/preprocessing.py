@@ -19,6 +19,7 @@ PreprocessingError before anything is written.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -171,18 +172,34 @@ def log_preprocessing(steps_or_pipeline: Any) -> Preprocessing:
     record = describe_preprocessing(steps_or_pipeline)
     params = record.params()
     run = mlflow.MlflowClient().get_run(active.info.run_id)
+    earlier = run.data.tags.get(names.TAG_PREPROCESSING)
+    if earlier is not None:
+        # The whole record decides (params are cut at MLflow's limits and can collide).
+        if _recorded_digest(earlier) == record.digest():
+            return record
+        raise PreprocessingError(
+            "this run already records a different preprocessing and MLflow params cannot "
+            "change; log it in its own run, e.g. mlflow.start_run(nested=True)"
+        )
     logged = {k: v for k, v in run.data.params.items() if k.startswith(PARAM_PREFIX + ".")}
     changed = sorted(k for k in params.keys() & logged.keys() if params[k] != logged[k])
-    if changed or (names.TAG_PREPROCESSING in run.data.tags and logged.keys() != params.keys()):
+    if changed:
         raise PreprocessingError(
-            "this run already records a different preprocessing and MLflow params cannot change"
-            f" (first difference: {(changed or sorted(logged.keys() ^ params.keys()))[0]}); log "
-            "it in its own run, e.g. mlflow.start_run(nested=True)"
+            f"this run already has the param {changed[0]} with another value and MLflow params "
+            "cannot change; log it in its own run, e.g. mlflow.start_run(nested=True)"
         )
     mlflow.log_text(record.to_json(), names.PREPROCESSING_ARTIFACT)
     mlflow.log_params(params)
     mlflow.set_tag(names.TAG_PREPROCESSING, record.tag_value())
     return record
+
+
+def _recorded_digest(tag: str) -> str | None:
+    try:
+        summary = json.loads(tag)
+    except ValueError:
+        return None
+    return summary.get("sha256") if isinstance(summary, dict) else None
 
 
 def read_preprocessing(run_id: str, tracking_uri: str | None = None) -> Preprocessing:

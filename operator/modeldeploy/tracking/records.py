@@ -202,12 +202,17 @@ class Preprocessing:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
 
+    def digest(self) -> str:
+        """SHA-256 of the whole record (the artifact's JSON): what "the same preprocessing" is."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
     def tag_value(self) -> str:
         classes = [s.class_name for s in self.steps]
         summary: dict[str, Any] = {
             "artifact": names.PREPROCESSING_ARTIFACT,
             "steps": len(self.steps),
             "classes": classes,
+            "sha256": self.digest(),
         }
         while len(_compact(summary)) > MAX_TAG_CHARS and classes:
             classes.pop()

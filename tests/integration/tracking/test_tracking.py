@@ -187,6 +187,20 @@ def test_a_run_records_one_preprocessing(client: MlflowClient) -> None:
     assert read_preprocessing(child.info.run_id).steps[0].params["with_std"] is False
 
 
+def test_a_different_preprocessing_with_the_same_params_is_refused(client: MlflowClient) -> None:
+    """Two records whose params collide (values cut at MLflow's 6000 characters) are still two
+    preprocessings: the second must not overwrite the first's artifact."""
+
+    def steps(last: str) -> list[dict[str, object]]:
+        return [{"name": "prep", "class": "x.Y", "params": {"p": "x" * 7000 + last}}]
+
+    with mlflow.start_run() as run:
+        log_preprocessing(steps("a"))
+        with pytest.raises(PreprocessingError, match="already records a different preprocessing"):
+            log_preprocessing(steps("b"))
+    assert str(read_preprocessing(run.info.run_id).steps[0].params["p"]).endswith("a")
+
+
 def test_drift_baseline_inside_a_run_is_part_of_its_lineage(client: MlflowClient) -> None:
     df = frame(300)
     model = LogisticRegression().fit(df[["age"]], df["label"])

@@ -162,6 +162,11 @@ class FakeRegistryClient:
         self.registry.tags.append((name, version, key, value))
         self.registry.version_tags.setdefault((name, version), {})[key] = value
 
+    def version_tags(self, name: str, version: str) -> dict[str, str]:
+        if self.registry.down:
+            raise RegistryUnreachable("connection refused")
+        return dict(self.registry.version_tags.get((name, version), {}))
+
     def version_exists(self, name: str, version: str) -> bool:
         if self.registry.down:
             raise RegistryUnreachable("connection refused")

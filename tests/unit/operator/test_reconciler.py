@@ -26,7 +26,7 @@ from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import OperatorConfig, Reconciler, same_server
 from modeldeploy.governance import records
 from modeldeploy.registry.cache import ResolutionCache
-from tests.unit.operator.fakes import FakeKube, FakeRegistry
+from tests.unit.operator.fakes import FakeKube, FakeRegistry, FakeRegistryClient
 
 NS, NAME, MODEL = "ml", "fraud", "fraud-detector"
 REGISTRY = "http://registry.test:5000"
@@ -294,3 +294,49 @@ def test_an_approval_written_in_the_registry_opens_the_gate(world: Any) -> None:
     rec.reconcile(key)
     assert ("Deployment", NS, "gated") in kube.objects
     assert cond(kube.status(*key), r.COND_APPROVED) == ("True", r.APPROVAL_GRANTED)
+
+
+def test_the_rollback_is_applied_before_its_registry_records_are_written(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube, registry, rec, alerts = world
+    serve(kube, rec, "1")
+    registry.aliases[(MODEL, "champion")] = "2"
+    serve(kube, rec, "2")
+    firing(alerts, "2")
+    kube.calls.clear()
+    original = FakeRegistryClient.set_version_tag
+
+    def tag(self: FakeRegistryClient, *args: str) -> None:
+        kube.calls.append("registry tag")
+        original(self, *args)
+
+    monkeypatch.setattr(FakeRegistryClient, "set_version_tag", tag)
+    rec.reconcile((NS, NAME))
+    first_tag = kube.calls.index("registry tag")
+    assert kube.calls.index("apply Deployment") < first_tag  # a slow registry cannot delay it
+
+
+def approve(registry: FakeRegistry, version: str) -> None:
+    at = records.timestamp(T0)
+    registry.version_tags.setdefault((MODEL, version), {})[records.approval_key("production")] = (
+        records.Approval("production", "ana", at).to_json()
+    )
+
+
+def test_a_gated_rollback_goes_only_to_a_version_still_approved(world: Any) -> None:
+    kube, registry, rec, alerts = world
+    registry.versions[MODEL] = {"1", "2", "3"}
+    spec = {"model": {"name": MODEL, "alias": "champion", "requireApproval": "production"}}
+    kube.add_md(NS, NAME, spec)
+    for v in ("1", "2", "3"):
+        approve(registry, v)
+        registry.aliases[(MODEL, "champion")] = v
+        serve(kube, rec, v)
+    del registry.version_tags[(MODEL, "2")][records.approval_key("production")]  # revoked
+    firing(alerts, "3")
+    rec.reconcile((NS, NAME))
+    dep = kube.objects[("Deployment", NS, NAME)]
+    assert dep["spec"]["template"]["metadata"]["labels"][names.LABEL_MODEL_VERSION] == "1"
+    rolled = next(e for e in kube.events if e[1] == r.EV_ROLLED_BACK)
+    assert "from version 3 to 1" in rolled[2]

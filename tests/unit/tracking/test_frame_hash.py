@@ -181,3 +181,16 @@ def test_frame_record_counts_rows_columns_and_schema() -> None:
         ("n", "int64"),
         ("s", "str"),
     ]
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+@pytest.mark.parametrize("value", [_double, (i for i in ()), object()])
+def test_values_whose_text_holds_a_memory_address_are_refused(value: object) -> None:
+    """Their text (`<function f at 0x…>`) differs per process: hashing it would give the same
+    data a new version on every run."""
+    df = pd.DataFrame({"f": pd.Series([1, value], dtype=object)})
+    with pytest.raises(DatasetError, match="no stable text form"):
+        hash_frame(df)

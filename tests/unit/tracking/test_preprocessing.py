@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -209,7 +210,9 @@ def test_artifact_round_trips_and_names_its_format() -> None:
 
 
 def test_run_tag_summarises_the_top_level_steps() -> None:
-    tag = json.loads(describe_preprocessing(pipeline()).tag_value())
+    record = describe_preprocessing(pipeline())
+    tag = json.loads(record.tag_value())
+    assert tag.pop("sha256") == hashlib.sha256(record.to_json().encode()).hexdigest()
     assert tag == {
         "artifact": names.PREPROCESSING_ARTIFACT,
         "steps": 2,
@@ -226,3 +229,13 @@ def test_tracking_imports_neither_sklearn_nor_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_records_that_flatten_to_the_same_params_still_differ() -> None:
+    """Params are cut at MLflow's limits and join names with dots; the record's digest, which
+    decides whether a run already holds "the same" preprocessing, sees every difference."""
+    long_a, long_b = "x" * 7000 + "a", "x" * 7000 + "b"
+    a = Preprocessing((PreprocessingStep("s", "m.C", {"p": long_a}),))
+    b = Preprocessing((PreprocessingStep("s", "m.C", {"p": long_b}),))
+    assert a.params() == b.params()
+    assert a.digest() != b.digest()
