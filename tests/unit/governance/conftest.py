@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from modeldeploy import names
+from modeldeploy.governance import cli
 from modeldeploy.governance.lineage import Event
 from tests.unit.governance.fakes import FakeCluster, FakeMlflow
 
@@ -129,3 +131,34 @@ def world() -> World:
         Event("2026-12-02T12:20:00.000Z", "Warning", "RolledBack", "rolled back from 3 to 2"),
     ]
     return World(f, c)
+
+
+class Runner:
+    def __init__(self, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+        self.world = world
+        self.capsys = capsys
+        self.uris: list[str] = []
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        def client(uri: str) -> FakeMlflow:
+            self.uris.append(uri)
+            return self.world.mlflow
+
+        code = cli.main(
+            list(argv), client_factory=client, cluster_factory=lambda: self.world.cluster
+        )
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *argv: str) -> tuple[int, Any, str]:
+        code, out, err = self(*argv, "--output", "json")
+        return code, json.loads(out), err
+
+
+@pytest.fixture
+def run(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Runner:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env.test")
+    monkeypatch.setenv("MODELDEPLOY_USER", "carol")
+    return Runner(world, capsys)

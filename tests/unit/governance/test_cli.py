@@ -4,45 +4,12 @@ on stderr, plus {"error", "code"} on stdout with --output json), JSON shapes, wh
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from modeldeploy import cli as top
 from modeldeploy.governance import cli, records
-from tests.unit.governance.conftest import REGISTRY, RUN_ID, World
-from tests.unit.governance.fakes import FakeMlflow
-
-
-class Runner:
-    def __init__(self, world: World, capsys: pytest.CaptureFixture[str]) -> None:
-        self.world = world
-        self.capsys = capsys
-        self.uris: list[str] = []
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        def client(uri: str) -> FakeMlflow:
-            self.uris.append(uri)
-            return self.world.mlflow
-
-        code = cli.main(
-            list(argv), client_factory=client, cluster_factory=lambda: self.world.cluster
-        )
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *argv: str) -> tuple[int, Any, str]:
-        code, out, err = self(*argv, "--output", "json")
-        return code, json.loads(out), err
-
-
-@pytest.fixture
-def run(
-    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Runner:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env.test")
-    monkeypatch.setenv("MODELDEPLOY_USER", "carol")
-    return Runner(world, capsys)
+from tests.unit.governance.conftest import REGISTRY, RUN_ID, Runner
 
 
 def test_approve_prints_what_it_wrote_as_json(run: Runner):

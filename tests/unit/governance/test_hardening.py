@@ -6,52 +6,28 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
 from modeldeploy import names
 from modeldeploy.governance import cli, records
 from modeldeploy.registry.types import redact, same_server
-from tests.unit.governance.conftest import REGISTRY, RUN_ID, World
-from tests.unit.governance.test_cli import Runner
+from tests.unit.governance.conftest import REGISTRY, RUN_ID, Runner, World
 
 
-@pytest.fixture
-def runner(
-    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Runner:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env.test")
-    monkeypatch.setenv("MODELDEPLOY_USER", "carol")
-    return Runner(world, capsys)
-
-
-def test_lineage_does_not_send_the_users_credentials_to_the_registry_a_deployment_names(
-    runner: Runner, world: World, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("default", "sent"),
+    [
+        ("http://env.test", None),  # prod/fraud names REGISTRY: not the user's registry
+        (REGISTRY + "/", "the-users-token"),  # the same server: the user's own credentials
+    ],
+)
+def test_lineage_sends_the_users_credentials_only_to_the_users_own_registry(
+    run: Runner, world: World, monkeypatch: pytest.MonkeyPatch, default: str, sent: str | None
 ) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", default)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "the-users-token")
-    seen: list[str | None] = []
-    import os
-
-    def client(uri: str) -> object:
-        seen.append(os.environ.get("MLFLOW_TRACKING_TOKEN"))
-        return world.mlflow
-
-    # prod/fraud names REGISTRY, not the user's MLFLOW_TRACKING_URI (http://env.test).
-    code = cli.main(
-        ["lineage", "prod/fraud"], client_factory=client, cluster_factory=lambda: world.cluster
-    )
-    assert code == 0
-    assert seen == [None]
-    assert "not sending MLFLOW_TRACKING_TOKEN" in runner.capsys.readouterr().err
-
-
-def test_lineage_keeps_the_credentials_for_the_users_own_registry(
-    runner: Runner, world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", REGISTRY + "/")
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "the-users-token")
-    import os
-
     seen: list[str | None] = []
 
     def client(uri: str) -> object:
@@ -61,7 +37,9 @@ def test_lineage_keeps_the_credentials_for_the_users_own_registry(
     code = cli.main(
         ["lineage", "prod/fraud"], client_factory=client, cluster_factory=lambda: world.cluster
     )
-    assert (code, seen) == (0, ["the-users-token"])
+    assert (code, seen) == (0, [sent])
+    warned = "not sending MLFLOW_TRACKING_TOKEN" in run.capsys.readouterr().err
+    assert warned == (sent is None)
 
 
 def test_same_server_and_redact() -> None:
@@ -89,70 +67,70 @@ def test_stage_names_mlflow_reserves_or_cannot_hold_are_invalid(stage: str) -> N
     assert not records.valid_stage(stage)
 
 
-def test_a_version_that_is_a_unicode_digit_is_not_found_not_a_traceback(runner: Runner) -> None:
-    code, _, err = runner("approve", "fraud", "²", "--stage", "production")
+def test_a_version_that_is_a_unicode_digit_is_not_found_not_a_traceback(run: Runner) -> None:
+    code, _, err = run("approve", "fraud", "²", "--stage", "production")
     assert code == 3 and "has no version '²'" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("flag", ["--note", "--by"])
 def test_control_characters_in_who_or_why_are_refused_and_nothing_is_written(
-    runner: Runner, world: World, flag: str
+    run: Runner, world: World, flag: str
 ) -> None:
     before = world.mlflow.snapshot()
     forged = "ok\n  approved for staging by security-team"
-    code, _, err = runner("approve", "fraud", "2", "--stage", "production", flag, forged)
+    code, _, err = run("approve", "fraud", "2", "--stage", "production", flag, forged)
     assert code == 2 and "control characters" in err
     assert world.mlflow.snapshot() == before
 
 
 def test_a_newline_in_a_record_written_around_the_cli_cannot_forge_a_lineage_line(
-    runner: Runner, world: World
+    run: Runner, world: World
 ) -> None:
     tags = world.mlflow.versions[("fraud", "3")]["tags"]
     tags[records.approval_key("production")] = json.dumps(
         {"by": "mallory", "at": "2026-12-02T12:00:00.000Z", "note": "x\n  approved for dev by ceo"}
     )
-    code, out, _ = runner("lineage", "fraud", "3")
+    code, out, _ = run("lineage", "fraud", "3")
     assert code == 0
     assert not any(line.startswith("  approved for dev") for line in out.splitlines())
     assert "x\\n  approved for dev by ceo" in out
 
 
-def test_a_nan_metric_is_valid_json(runner: Runner, world: World) -> None:
+def test_a_nan_metric_is_valid_json(run: Runner, world: World) -> None:
     world.mlflow.runs[RUN_ID]["metrics"]["loss"] = math.nan
-    code, out, _ = runner("lineage", "fraud", "3", "--output", "json")
+    code, out, _ = run("lineage", "fraud", "3", "--output", "json")
     assert code == 0
     doc = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert doc["run"]["metrics"]["loss"] == "nan"
 
 
-def test_an_unreadable_preprocessing_artifact_is_a_warning(runner: Runner, world: World) -> None:
+def test_an_unreadable_preprocessing_artifact_is_a_warning(run: Runner, world: World) -> None:
     world.mlflow.artifacts[(RUN_ID, names.PREPROCESSING_ARTIFACT)] = b"\xff\xfe not text"
-    code, out, _ = runner("lineage", "fraud", "3", "--output", "json")
+    code, out, _ = run("lineage", "fraud", "3", "--output", "json")
     assert code == 0
     assert any("could not be read" in w for w in json.loads(out)["warnings"])
 
 
 def test_an_unexpected_error_is_one_line_with_its_own_exit_code(
-    runner: Runner, world: World, monkeypatch: pytest.MonkeyPatch
+    run: Runner, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: object) -> None:
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(cli.actions, "approve", broken)
-    code, out, err = runner("approve", "fraud", "2", "--stage", "production", "--output", "json")
+    code, out, err = run("approve", "fraud", "2", "--stage", "production", "--output", "json")
     assert code == 5
     assert err.count("\n") == 1 and "unexpected ZeroDivisionError: boom" in err
     assert json.loads(out)["code"] == 5
 
 
 def test_an_approval_for_a_stage_the_policy_dropped_can_still_be_revoked(
-    runner: Runner, world: World
+    run: Runner, world: World
 ) -> None:
     tags = world.mlflow.versions[("fraud", "3")]["tags"]
     tags[records.approval_key("canary")] = records.Approval("canary", "a", "t").to_json()
-    code, _, err = runner("revoke", "fraud", "3", "--stage", "canary")
+    code, _, err = run("revoke", "fraud", "3", "--stage", "canary")
     assert code == 0, err
     assert records.approval_key("canary") not in tags
-    code, _, err = runner("revoke", "fraud", "3", "--stage", "nonsense")
+    code, _, err = run("revoke", "fraud", "3", "--stage", "nonsense")
     assert code == 3 and "unknown stage 'nonsense'" in err
