@@ -669,7 +669,9 @@ def _history(
         started.append(target.version)
         was = f" (was {ctx.status.serving_version})" if ctx.status.serving_version else ""
         b.event(
-            False, r.EV_ROLLOUT_STARTED, f"rolling out version {target.version} ({target.uri}){was}"
+            False,
+            r.EV_ROLLOUT_STARTED,
+            f"rolling out version {target.version} ({target.uri}){was}{_promoted(ctx, target)}",
         )
     last = hist[-1]
     if complete and last.outcome in (r.OUTCOME_PROGRESSING, r.OUTCOME_FAILED):
@@ -691,6 +693,16 @@ def _history(
             True, r.EV_ROLLOUT_FAILED, f"version {last.version} did not become available in time"
         )
     return hist, tuple(started), tuple(completed)
+
+
+def _promoted(ctx: Context, target: _Target) -> str:
+    """Who moved the alias this rollout follows, when `modeldeploy promote` recorded it: the
+    Event then says who put the version there, next to the operator's own record."""
+    res, alias = ctx.resolution, ctx.spec.model.alias
+    if not alias or not isinstance(res, ResolvedVersion) or res.version != target.version:
+        return ""
+    found = [p for p in records.promotions(res.tags) if p.stage == alias]
+    return f"; promoted to {alias} by {found[0].by} at {found[0].at}" if found else ""
 
 
 def _phase_event(ctx: Context, b: _Builder, phase: str) -> None:

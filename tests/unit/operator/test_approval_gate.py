@@ -168,3 +168,17 @@ def test_a_malformed_approval_tag_is_no_approval() -> None:
     )
     p = plan(ctx(broken, spec=GATED))
     assert p.apply == () and p.status.phase == r.AWAITING_APPROVAL
+
+
+def test_the_rollout_event_names_who_promoted_the_version_to_the_alias_it_follows() -> None:
+    spec = parse_spec({"model": {"name": MODEL, "alias": "production"}})
+    promoted = records.Promotion("production", "bob", "2025-05-01T08:30:00.000Z", "staging", "2")
+    tags = {records.promotion_key("production"): promoted.to_json()}
+    res = ResolvedVersion(MODEL, "3", run_id="run-3", tags=tags)
+    p = plan(ctx(res, spec=spec))
+    (started,) = [e for e in p.events if e.reason == r.EV_ROLLOUT_STARTED]
+    assert started.message.endswith("; promoted to production by bob at 2025-05-01T08:30:00.000Z")
+    # A promotion to another stage says nothing about this alias.
+    other = parse_spec({"model": {"name": MODEL, "alias": "staging"}})
+    (started,) = [e for e in plan(ctx(res, spec=other)).events if e.reason == r.EV_ROLLOUT_STARTED]
+    assert "promoted" not in started.message
