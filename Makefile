@@ -32,7 +32,7 @@ tools: system-deps ## Build the pinned control-plane binaries, kwok, helm and et
 	dev/build-tools.sh
 
 .PHONY: stack-up
-stack-up: system-deps install tools ## Start cluster (kwok), MLflow, Prometheus, Alertmanager; writes .stack/env
+stack-up: system-deps install tools ## Start cluster (kwok), MLflow, Prometheus, Alertmanager, Pushgateway; writes .stack/env
 	$(STACK) up
 
 .PHONY: stack-down

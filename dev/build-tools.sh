@@ -33,6 +33,7 @@ has_package() {
   case $1 in
     prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
     prometheus-alertmanager) command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null ;;
+    prometheus-pushgateway) command -v prometheus-pushgateway >/dev/null || command -v pushgateway >/dev/null ;;
     python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null ;;
     *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' ;;
   esac

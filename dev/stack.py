@@ -1,4 +1,5 @@
-"""The local stack: a real Kubernetes control plane (kwok nodes), MLflow, Prometheus, Alertmanager.
+"""The local stack: a real Kubernetes control plane (kwok nodes), MLflow, Prometheus, Alertmanager
+and a Prometheus Pushgateway (batch pipelines push their stage metrics to it).
 
 Everything runs as local processes on loopback ports picked at start, under one state folder
 (`.stack/` at the repo root unless MODELDEPLOY_STACK_DIR says otherwise):
@@ -10,13 +11,17 @@ Everything runs as local processes on loopback ports picked at start, under one 
     kwok/           kwokctl's work folder (kwok.yaml: our KwokctlConfiguration; clusters/<name>/:
                     the cluster's certificates, etcd data, pids/ and logs/ of its components)
     mlflow/         sqlite registry and artifact store
-    prometheus/     prometheus.yml, rules/*.yml, targets/*.json (file service discovery), data
+    prometheus/     prometheus.yml, rules/*.yml (pipeline.yml: the pipeline alert rules),
+                    targets/*.json (file service discovery), pushgateway/*.json (the Pushgateway
+                    target, scraped with honor_labels), data
+    pushgateway/    metrics.data (the pushed metrics, kept across restarts)
     alertmanager/   alertmanager.yml, data
 
 Everything listens on 127.0.0.1 only: etcd (client and peer), the API server, controller-manager,
-scheduler and kwok through kwokctl's `bindAddress`, MLflow, Prometheus and Alertmanager (its
-clustering off) through their flags. Nothing here has authentication worth the name (etcd hands
-out Secrets to anyone who can reach it), so nothing may be reachable from the network.
+scheduler and kwok through kwokctl's `bindAddress`, MLflow, Prometheus, the Pushgateway and
+Alertmanager (its clustering off) through their flags. Nothing here has authentication worth
+the name (etcd hands out Secrets to anyone who can reach it), so nothing may be reachable from
+the network.
 
 `up` is idempotent: a part that is running and healthy is left alone. It also starts the
 supervisor (`stack.py supervise`, see `Supervisor`), which restarts a part or a cluster component
@@ -57,7 +62,9 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("cluster", "mlflow", "alertmanager", "prometheus")
+PARTS = ("cluster", "mlflow", "alertmanager", "pushgateway", "prometheus")
+# Parts that are one process on one port (the cluster is kwokctl's many).
+PROCESS_PARTS = ("mlflow", "alertmanager", "pushgateway", "prometheus")
 NODE_COUNT = 3
 # Detection is fast by design: alerts must reach the operator in seconds, not minutes
 # (docs/alerting.md explains each setting).
@@ -298,6 +305,8 @@ class Stack:
             env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{st['mlflow']['port']}"
         if "prometheus" in st:
             env["PROMETHEUS_URL"] = f"http://127.0.0.1:{st['prometheus']['port']}"
+        if "pushgateway" in st:
+            env["PUSHGATEWAY_URL"] = f"http://127.0.0.1:{st['pushgateway']['port']}"
         if "alertmanager" in st:
             env["ALERTMANAGER_URL"] = f"http://127.0.0.1:{st['alertmanager']['port']}"
         if "operator_ports" in st:
@@ -419,6 +428,8 @@ class Stack:
                 terminate(pid, group=False)
         else:
             terminate(int(info["pid"]))
+        if part == "pushgateway":
+            (self.root / "prometheus" / "pushgateway" / "pushgateway.json").unlink(missing_ok=True)
         log(f"{part}: stopped")
 
     @property
@@ -576,13 +587,36 @@ class Stack:
         write_yaml(d / "alertmanager.yml", alertmanager_config(webhook, self._token_file()))
         self._start_process("alertmanager", free_port())
 
-    def start_prometheus(self, build: bool) -> None:
+    def start_pushgateway(self, build: bool) -> None:
+        """Starts the Pushgateway and makes Prometheus scrape it, whether Prometheus starts
+        after it (the target file is read at start) or already has a configuration: that is
+        written again (a stack from before this part lacks the pushgateway job, and the
+        supervisor restarts Prometheus with the file as it is) and reloaded if Prometheus runs."""
+        (self.root / "pushgateway").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        self._start_process("pushgateway", port)
         d = self.root / "prometheus"
-        for sub in ("rules", "targets", "data"):
+        (d / "pushgateway").mkdir(parents=True, exist_ok=True)
+        target = d / "pushgateway" / "pushgateway.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {}}]))
+        tmp.replace(target)
+        if (d / "prometheus.yml").exists():
+            self._write_prometheus_files()
+            if self.healthy("prometheus"):
+                self.reload("prometheus")
+
+    def start_prometheus(self, build: bool) -> None:
+        self._write_prometheus_files()
+        self._start_process("prometheus", free_port())
+
+    def _write_prometheus_files(self) -> None:
+        d = self.root / "prometheus"
+        for sub in ("rules", "targets", "pushgateway", "data"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         am = self.state().get("alertmanager")
         write_yaml(d / "prometheus.yml", prometheus_config(d, am["port"] if am else None))
-        self._start_process("prometheus", free_port())
+        write_yaml(d / "rules" / "pipeline.yml", {"groups": pipeline_rule_groups()})
 
     def _start_process(self, part: str, port: int) -> None:
         cmd, env = self.command(part, port)
@@ -612,6 +646,15 @@ class Stack:
                 f"--storage.path={d / 'data'}",
                 f"--web.listen-address={LOOPBACK}:{port}",
                 "--cluster.listen-address=",  # no clustering: no gossip port at all
+            ], None
+        if part == "pushgateway":
+            binary = installed(part, "prometheus-pushgateway", "pushgateway")
+            d = self.root / "pushgateway"
+            return [
+                binary,
+                f"--web.listen-address={LOOPBACK}:{port}",
+                f"--persistence.file={d / 'metrics.data'}",
+                "--persistence.interval=1m",
             ], None
         if part == "prometheus":
             binary = installed(part, "prometheus")
@@ -766,7 +809,12 @@ def install_monitoring_crds(kubectl: list[str]) -> None:
     )
 
 
-HEALTH_PATHS = {"mlflow": "/health", "prometheus": "/-/ready", "alertmanager": "/-/ready"}
+HEALTH_PATHS = {
+    "mlflow": "/health",
+    "prometheus": "/-/ready",
+    "alertmanager": "/-/ready",
+    "pushgateway": "/-/ready",
+}
 SYSTEM_DEPS = (
     "run `make system-deps` as root; it installs the Debian packages dev/versions.env names"
 )
@@ -774,6 +822,7 @@ STARTERS: dict[str, Callable[[Stack, bool], None]] = {
     "cluster": Stack.start_cluster,
     "mlflow": Stack.start_mlflow,
     "alertmanager": Stack.start_alertmanager,
+    "pushgateway": Stack.start_pushgateway,
     "prometheus": Stack.start_prometheus,
 }
 
@@ -871,13 +920,13 @@ def is_supervisor(pid: int) -> bool:
 class Supervisor:
     """Restarts what a stack started when it exits, with back-off; logs each restart.
 
-    Watches, every SUPERVISE_INTERVAL, the process parts (MLflow, Alertmanager, Prometheus: started
-    again with the same command on the same port, so URLs in .stack/env stay valid) and the
-    cluster's components (from kwokctl's pid files; `kwokctl start cluster` starts the ones that
-    are not running, with kwokctl's own command lines). Only parts `up` has marked ready are
-    watched: a part that fails to start is `up`'s error, not a crash loop. Restart counts go to
-    state.json (`supervisor.restarts`). Exits when the stack has no part left or another
-    supervisor took over; `down` stops it first.
+    Watches, every SUPERVISE_INTERVAL, the process parts (MLflow, Alertmanager, the Pushgateway,
+    Prometheus: started again with the same command on the same port, so URLs in .stack/env
+    stay valid) and the cluster's components (from kwokctl's pid files; `kwokctl start cluster`
+    starts the ones that are not running, with kwokctl's own command lines). Only parts `up` has
+    marked ready are watched: a part that fails to start is `up`'s error, not a crash loop.
+    Restart counts go to state.json (`supervisor.restarts`). Exits when the stack has no part
+    left or another supervisor took over; `down` stops it first.
 
     A dead process may linger as a zombie when nothing reaps orphans (PID 1 in some containers),
     and kwokctl counts a zombie as running; so liveness is `pid_alive` (zombie = dead), and the
@@ -909,7 +958,7 @@ class Supervisor:
 
     def check(self, st: dict[str, Any]) -> None:
         self.children = [c for c in self.children if c.poll() is None]  # reap
-        for part in ("mlflow", "alertmanager", "prometheus"):
+        for part in PROCESS_PARTS:
             info = st.get(part) or {}
             pid = int(info.get("pid", 0))
             if info.get("ready") and not pid_alive(pid) and self._due(part):
@@ -1037,7 +1086,16 @@ def prometheus_config(d: Path, alertmanager_port: int | None) -> dict[str, Any]:
                 "file_sd_configs": [
                     {"files": [str(d / "targets" / "*.json")], "refresh_interval": "2s"}
                 ],
-            }
+            },
+            # The Pushgateway's target file exists while that part runs. honor_labels keeps the
+            # pushed job/instance labels instead of the gateway's own.
+            {
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "file_sd_configs": [
+                    {"files": [str(d / "pushgateway" / "*.json")], "refresh_interval": "2s"}
+                ],
+            },
         ],
     }
     if alertmanager_port:
@@ -1045,6 +1103,15 @@ def prometheus_config(d: Path, alertmanager_port: int | None) -> dict[str, Any]:
             "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
         }
     return cfg
+
+
+def pipeline_rule_groups() -> list[dict[str, Any]]:
+    """The pipeline alert rules with their production defaults, from their one source."""
+    if str(REPO / "operator") not in sys.path:
+        sys.path.insert(0, str(REPO / "operator"))
+    from modeldeploy.render.pipeline_rules import pipeline_rule_groups as groups
+
+    return groups()
 
 
 def alertmanager_config(webhook_url: str, token_file: Path | None = None) -> dict[str, Any]:

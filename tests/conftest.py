@@ -1,9 +1,10 @@
 """Session-scoped fixtures over the local stack launcher (dev/stack.py).
 
-A fixture asks for one part (cluster, MLflow, Prometheus, Alertmanager). A part that already
-runs (`make stack-up`) is used as it is and left running; a part that does not is started and
-stopped again when the session ends. A part that cannot start fails the test under CI=true, with
-the tail of its log; locally it skips with the same message and says how to start it.
+A fixture asks for one part (cluster, MLflow, Prometheus, Alertmanager, Pushgateway). A part
+that already runs (`make stack-up`) is used as it is and left running; a part that does not is
+started and stopped again when the session ends. A part that cannot start fails the test under
+CI=true, with the tail of its log; locally it skips with the same message and says how to start
+it.
 """
 
 from __future__ import annotations
@@ -151,3 +152,10 @@ def alertmanager_url(stack: TestStack) -> str:
 def prometheus_url(stack: TestStack, alertmanager_url: str) -> str:
     stack.ensure("prometheus")
     return stack.url("prometheus")
+
+
+@pytest.fixture(scope="session")
+def pushgateway_url(stack: TestStack, prometheus_url: str) -> str:
+    """The Pushgateway, scraped by the stack's Prometheus (which is started first)."""
+    stack.ensure("pushgateway")
+    return stack.url("pushgateway")

@@ -81,3 +81,34 @@ PREPROCESSING_ARTIFACT: Final = "modeldeploy/preprocessing.json"
 PREPROCESSING_PARAMS: Final = "preprocessing"  # run params "preprocessing.<step path>.<param>"
 # MLflow's own run tag for the code version (set by `mlflow run` and by autologging in a repo).
 MLFLOW_GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"
+
+# --- Pipeline monitoring (modeldeploy.tracking.pipeline; rules: render/pipeline_rules.py) -------
+# Batch jobs push these to a Prometheus Pushgateway, one group per (job, pipeline, stage): the
+# grouping key's labels land on every series, so the metrics themselves carry only `check`.
+# Pushes are POSTs (pushadd): a push replaces the series of the metric names it sends and keeps
+# the others, so a failed run keeps the last success timestamp of an earlier run.
+PIPELINE_JOB: Final = "modeldeploy-pipeline"  # value of the `job` grouping label
+PIPELINE_STAGE_DURATION: Final = "modeldeploy_pipeline_stage_duration_seconds"  # last run
+PIPELINE_STAGE_SUCCESS: Final = "modeldeploy_pipeline_stage_last_run_success"  # 1 ok, 0 failed
+PIPELINE_STAGE_LAST_RUN: Final = "modeldeploy_pipeline_stage_last_run_timestamp_seconds"
+PIPELINE_STAGE_LAST_SUCCESS: Final = "modeldeploy_pipeline_stage_last_success_timestamp_seconds"
+PIPELINE_STAGE_LAST_FAILURE: Final = "modeldeploy_pipeline_stage_last_failure_timestamp_seconds"
+PIPELINE_STAGE_ROWS_IN: Final = "modeldeploy_pipeline_stage_rows_in"  # gauge, last run
+PIPELINE_STAGE_ROWS_OUT: Final = "modeldeploy_pipeline_stage_rows_out"  # gauge, last run
+PIPELINE_STAGE_EXPECTED_PERIOD: Final = "modeldeploy_pipeline_stage_expected_period_seconds"
+PIPELINE_CHECK_PASSED: Final = "modeldeploy_pipeline_data_quality_check_passed"  # 1 / 0
+PIPELINE_CHECK_VALUE: Final = "modeldeploy_pipeline_data_quality_check_value"  # optional figure
+# One group per (job, pipeline, reason); the value is when that reason last triggered (a counter
+# would restart at 0 in every short-lived process; count triggers with changes(...[1d])).
+PIPELINE_RETRAINING_TRIGGER: Final = "modeldeploy_pipeline_retraining_trigger_timestamp_seconds"
+PIPELINE_LABEL_JOB: Final = "job"
+PIPELINE_LABEL_PIPELINE: Final = "pipeline"
+PIPELINE_LABEL_STAGE: Final = "stage"
+PIPELINE_LABEL_CHECK: Final = "check"
+PIPELINE_LABEL_REASON: Final = "reason"
+# Alert names of the pipeline rules.
+ALERT_PIPELINE_STAGE_FAILED: Final = "ModelPipelineStageFailed"
+ALERT_PIPELINE_STAGE_STALE: Final = "ModelPipelineStageStale"
+ALERT_PIPELINE_DATA_QUALITY_FAILED: Final = "ModelPipelineDataQualityFailed"
+# MLflow run metric/tag prefix: "pipeline.<stage>." (e.g. pipeline.etl.rows_in).
+PIPELINE_MLFLOW_PREFIX: Final = "pipeline."

@@ -6,6 +6,8 @@ lineage can say what it was trained on (docs/tracking.md).
 * `log_preprocessing` / `read_preprocessing`: the preprocessing steps as params, a JSON
   artifact and a run tag.
 * `log_drift_baseline`: the serving baseline, in the logged model's artifacts.
+* `pipeline_stage` / `record_retraining_trigger`: a batch stage's outcome, duration, rows and
+  data-quality checks, and retraining triggers, pushed to a Prometheus Pushgateway.
 """
 
 from modeldeploy.tracking.baseline import (
@@ -17,6 +19,11 @@ from modeldeploy.tracking.baseline import (
     log_drift_baseline,
 )
 from modeldeploy.tracking.dataset import describe_dataset, log_dataset
+from modeldeploy.tracking.pipeline import (
+    PipelineStage,
+    pipeline_stage,
+    record_retraining_trigger,
+)
 from modeldeploy.tracking.preprocessing import (
     describe_preprocessing,
     log_preprocessing,
@@ -38,6 +45,7 @@ __all__ = [
     "DatasetVersion",
     "DriftBaseline",
     "FeatureBaseline",
+    "PipelineStage",
     "Preprocessing",
     "PreprocessingError",
     "PreprocessingStep",
@@ -48,5 +56,7 @@ __all__ = [
     "log_dataset",
     "log_drift_baseline",
     "log_preprocessing",
+    "pipeline_stage",
     "read_preprocessing",
+    "record_retraining_trigger",
 ]

@@ -2,8 +2,8 @@
 
 Nothing in it authenticates the way a network service must: etcd answers `POST /v3/kv/range`
 with every Secret in plain text to anyone who can connect, and the API server, MLflow,
-Prometheus and Alertmanager are open too. So every socket the stack's processes listen on is
-bound to loopback."""
+Prometheus, the Pushgateway (which takes any push) and Alertmanager are open too. So every
+socket the stack's processes listen on is bound to loopback."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_every_process_the_stack_started_listens_on_loopback_only(
     mlflow_uri: str,
     prometheus_url: str,
     alertmanager_url: str,
+    pushgateway_url: str,
 ) -> None:
     found = listeners(stack_processes(stack.stack))
 
@@ -33,7 +34,8 @@ def test_every_process_the_stack_started_listens_on_loopback_only(
     server = yaml.safe_load(Path(cluster.kubeconfig).read_text())["clusters"][0]["cluster"]
     expected = {int(server["server"].rsplit(":", 1)[1])}
     expected |= {
-        int(url.rsplit(":", 1)[1]) for url in (mlflow_uri, prometheus_url, alertmanager_url)
+        int(url.rsplit(":", 1)[1])
+        for url in (mlflow_uri, prometheus_url, alertmanager_url, pushgateway_url)
     }
     assert expected <= ports, f"not seen listening: {expected - ports}"
     names = {sock.name for sock in found}
