@@ -10,6 +10,12 @@ One MLflow run records:
   * the model, registered as a new version of `--model`, with its drift baseline
     (`log_drift_baseline`) so the serving pods can watch their inputs against the training data.
 
+Its two stages, `etl` (load, check, split) and `training`, are monitored (`pipeline_stage`):
+duration, outcome, rows in and out and the data-quality checks go to the Prometheus Pushgateway
+at $PUSHGATEWAY_URL (the local stack sets it; without it nothing is pushed) and into the run,
+and the stack's alert rules fire when a stage fails, a check fails, or a stage has not
+succeeded within a day.
+
 It prints the new version number last, so scripts can capture it:
 
     version=$(python examples/train.py ... | tail -1)
@@ -47,15 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from modeldeploy.tracking import log_dataset, log_drift_baseline, log_preprocessing
+    from modeldeploy.tracking import (
+        log_dataset,
+        log_drift_baseline,
+        log_preprocessing,
+        pipeline_stage,
+    )
 
     mlflow.set_tracking_uri(args.tracking_uri)
     mlflow.set_experiment(args.experiment)
 
-    wine = load_wine(as_frame=True)
-    frame = wine.frame  # features and the "target" column, as one table
-    features = list(wine.feature_names)
-    train, test = train_test_split(frame, test_size=0.25, random_state=0, stratify=frame.target)
+    daily = 24 * 3600.0  # the stale alert fires when a stage has not succeeded for a day
+    with pipeline_stage("etl", pipeline=args.model, expected_every=daily) as etl:
+        wine = load_wine(as_frame=True)
+        frame = wine.frame  # features and the "target" column, as one table
+        features = list(wine.feature_names)
+        etl.rows_in(len(frame))
+        missing = int(frame.isna().sum().sum())
+        etl.check("no_missing_values", missing == 0, value=missing)
+        smallest = float(frame.target.value_counts(normalize=True).min())
+        etl.check("every_class_at_least_10pct", smallest >= 0.10, value=smallest)
+        train, test = train_test_split(frame, test_size=0.25, random_state=0, stratify=frame.target)
+        etl.rows_out(len(train) + len(test))
 
     model = Pipeline(
         [
@@ -90,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             context="evaluation",
             targets="target",
         )
-        model.fit(train[features], train.target)
+        with pipeline_stage(
+            "training", pipeline=args.model, expected_every=daily, mlflow=True
+        ) as training:
+            training.rows_in(len(train))
+            model.fit(train[features], train.target)
         log_preprocessing(model)
         mlflow.log_params({"C": args.regularization, "max_iter": 1000})
 

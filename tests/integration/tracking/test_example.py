@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 
+import requests
 from mlflow import MlflowClient
 
 from modeldeploy import names
@@ -17,12 +18,12 @@ from tests.conftest import REPO
 
 
 def test_the_example_training_script_registers_a_version_with_its_whole_lineage(
-    mlflow_uri: str,
+    mlflow_uri: str, pushgateway_url: str
 ) -> None:
     model = f"example-{uuid.uuid4().hex[:8]}"
     done = subprocess.run(
         [sys.executable, str(REPO / "examples/train.py"), "--model", model],
-        env=dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri),
+        env=dict(os.environ, MLFLOW_TRACKING_URI=mlflow_uri, PUSHGATEWAY_URL=pushgateway_url),
         capture_output=True,
         text=True,
         timeout=300,
@@ -45,3 +46,14 @@ def test_the_example_training_script_registers_a_version_with_its_whole_lineage(
     assert run.data.metrics["accuracy"] > 0.8
     baseline = json.loads(run.data.tags[names.TAG_DRIFT_BASELINE])
     assert baseline["features"] == 13
+
+    # Its stages were monitored: pushed to the Pushgateway, and the training stage into the run.
+    assert run.data.tags["pipeline.training.outcome"] == "success"
+    assert run.data.metrics["pipeline.training.rows_in"] == train["rows"]
+    pushed = requests.get(f"{pushgateway_url}/metrics", timeout=5).text
+    for stage in ("etl", "training"):
+        ok = f'{names.PIPELINE_STAGE_SUCCESS}{{instance="",job="{names.PIPELINE_JOB}",'
+        assert f'{ok}pipeline="{model}",stage="{stage}"}} 1' in pushed, stage
+    delete = f"{pushgateway_url}/metrics/job/{names.PIPELINE_JOB}/pipeline/{model}/stage"
+    for stage in ("etl", "training"):  # leave no series behind for other tests' alerts
+        requests.delete(f"{delete}/{stage}", timeout=5)
