@@ -58,6 +58,7 @@ lint: install ## ruff (lint + format check), mypy strict, import-linter layering
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) dev/sync-chart.py --check
+	$(PY) dev/dashboards.py --check
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix with ruff
@@ -76,6 +77,10 @@ demo: stack-up ## Bring up the stack, deploy a model, move @champion and watch i
 bench: system-deps install tools ## Run the benchmarks and rewrite docs/benchmarks.md (needs wrk: apt-get install wrk)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(PY) benchmarks/run_all.py
+
+.PHONY: dashboards
+dashboards: install ## Regenerate the Grafana dashboards in charts/modeldeploy/dashboards/ (a test checks them)
+	$(PY) dev/dashboards.py
 
 .PHONY: chart-sync
 chart-sync: ## Copy crds/ into the Helm chart and manifests/crds (generated copies; a test checks them)

@@ -102,6 +102,16 @@ def test_crds_install_false_leaves_the_crd_out(tools: Tools) -> None:
     assert not [d for d in without if d["kind"] == "CustomResourceDefinition"]
 
 
+def test_the_operators_service_monitor_keeps_the_modeldeployment_namespace_label(
+    tools: Tools,
+) -> None:
+    """The operator's series carry the ModelDeployment's `namespace`; without honorLabels the
+    Prometheus Operator renames it exported_namespace and the dashboards' filter misses it."""
+    docs = tools.helm_template("--set", "serviceMonitor.enabled=true")
+    (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
