@@ -52,6 +52,9 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat  # noqa: E4
 
 from modeldeploy import names  # noqa: E402
 
+sys.path.insert(0, str(REPO / "dev"))
+import generated  # noqa: E402  (dev/ is not a package)
+
 OUT = REPO / "charts" / "modeldeploy" / "dashboards"
 HEADER_TAGS = ["modeldeploy"]
 
@@ -848,36 +851,25 @@ def differences() -> list[str]:
             changed = sum(1 for line in diff[2:] if line[:1] in "+-")
             out.append(f"differs from dev/dashboards.py: {rel} ({changed} lines)")
             out += [f"  {line}" for line in diff[2:12]]
-    out += [
-        f"stale (not generated): {p.relative_to(REPO)}"
-        for p in sorted(OUT.glob("*.json"))
-        if p not in expected
-    ]
+    out += [f"stale (not generated): {p.relative_to(REPO)}" for p in stale_files()]
     return out
 
 
-def main(argv: list[str]) -> int:
-    if argv == ["--check"]:
-        diffs = differences()
-        for line in diffs:
-            print(line, file=sys.stderr)
-        if diffs:
-            print("run `make dashboards` (dev/dashboards.py)", file=sys.stderr)
-        return 1 if diffs else 0
-    if argv:
-        print(__doc__, file=sys.stderr)
-        return 2
+def stale_files() -> list[Path]:
     expected = expected_files()
-    for path in sorted(OUT.glob("*.json")):
-        if path not in expected:
-            path.unlink()
-            print(f"removed {path.relative_to(REPO)}")
-    for path, text in expected.items():
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(REPO)}")
-    return 0
+    return [p for p in sorted(OUT.glob("*.json")) if p not in expected]
+
+
+def main(argv: list[str]) -> int:
+    return generated.run(
+        argv,
+        expected_files,
+        stale_files,
+        differences,
+        usage=__doc__ or "",
+        hint="run `make dashboards` (dev/dashboards.py)",
+        root=REPO,
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import generated
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "crds"
 TARGETS = (
@@ -87,25 +90,15 @@ def differences() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["--check"]:
-        diffs = differences()
-        for line in diffs:
-            print(line, file=sys.stderr)
-        if diffs:
-            print("run `make chart-sync` (dev/sync-chart.py)", file=sys.stderr)
-        return 1 if diffs else 0
-    if argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    for path in stale_files():
-        path.unlink()
-        print(f"removed {path.relative_to(REPO)}")
-    for path, text in expected_files().items():
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(REPO)}")
-    return 0
+    return generated.run(
+        argv,
+        expected_files,
+        stale_files,
+        differences,
+        usage=__doc__ or "",
+        hint="run `make chart-sync` (dev/sync-chart.py)",
+        root=REPO,
+    )
 
 
 if __name__ == "__main__":
