@@ -28,6 +28,10 @@ import stack as devstack  # noqa: E402  (dev/ is not a package)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# MLflow's active experiment is process-wide, like its tracking URI: a test that set one (an id
+# on the shared server) must not make another test's run land in an experiment its own server
+# lacks. Runs a test creates only as a fixture name the experiment every server has.
+DEFAULT_EXPERIMENT = "0"
 
 
 def wait_for(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import stack as devstack
 
-from tests.conftest import REPO, Cluster
+from tests.conftest import DEFAULT_EXPERIMENT, REPO, Cluster
 
 BIN = Path(sys.executable).parent / "modeldeploy"
 GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
@@ -39,7 +39,7 @@ class Models:
         mlflow.set_tracking_uri(uri)
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT) as run:
             info = self.log_model()
         self.source, self.run_id, self.model_id = info.model_uri, run.info.run_id, info.model_id
 

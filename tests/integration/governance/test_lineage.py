@@ -15,6 +15,7 @@ from stack import free_port
 
 from modeldeploy import names
 from modeldeploy.governance import records
+from tests.conftest import DEFAULT_EXPERIMENT
 from tests.integration.governance.conftest import Cli, Kube, Models
 
 GIT_COMMIT = "4f2a9c1e0b7d3a5f6e8c9b0a1d2e3f4a5b6c7d8e"
@@ -59,7 +60,7 @@ def trained(models: Models) -> tuple[str, str]:
 
     mlflow.set_tracking_uri(models.uri)
     name = models.new_model(versions=1)
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT) as run:
         mlflow.log_params({"C": 0.5, "max_iter": 200})
         mlflow.log_metrics({"accuracy": 0.93, "auc": 0.97})
         mlflow.set_tags(

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from stack import free_port
 
-from tests.conftest import REPO, Cluster, wait_for
+from tests.conftest import DEFAULT_EXPERIMENT, REPO, Cluster, wait_for
 
 GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 WEBHOOK_SECRET = "integration-test-secret"
@@ -44,7 +44,7 @@ class Registry:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         x, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT) as run:
             info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name="model")
         self.source, self.run_id, self.model_id = info.model_uri, run.info.run_id, info.model_id
 

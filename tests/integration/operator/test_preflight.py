@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import stack as devstack
 
+from tests.conftest import DEFAULT_EXPERIMENT
 from tests.integration.operator.conftest import Kube, Registry, wait_for
 from tests.integration.operator.test_alert_intake import deploy_two_versions, notification, post
 
@@ -29,7 +30,7 @@ def fresh_version(registry: Registry, model: str) -> tuple[str, Path]:
     # MLflow's tracking URI is process-wide, and other tests point it at MLflow servers of their
     # own that are gone by now: log to the registry this test asks.
     mlflow.set_tracking_uri(registry.uri)
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT) as run:
         info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name="model")
     mv = registry.client.create_model_version(
         model, info.model_uri, run_id=run.info.run_id, model_id=info.model_id

@@ -22,7 +22,7 @@ from kubernetes import client
 from modeldeploy.api.spec import parse_spec
 from modeldeploy.render import objects as render
 from modeldeploy.render.objects import RenderContext
-from tests.conftest import Cluster, TestStack, unavailable, wait_for
+from tests.conftest import DEFAULT_EXPERIMENT, Cluster, TestStack, unavailable, wait_for
 from tests.integration.stack.sockets import listeners, with_descendants
 
 MON = ("monitoring.coreos.com", "v1")
@@ -52,7 +52,7 @@ def model(mlflow_uri: str) -> tuple[str, str]:
     name = f"podrunner-{uuid.uuid4().hex[:6]}"
     x = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
     clf = LogisticRegression(C=100.0).fit(x, np.array([0, 0, 1, 1]))
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT) as run:
         mlflow.sklearn.log_model(
             clf,
             name="model",

@@ -9,6 +9,8 @@ import numpy as np
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
+from tests.conftest import DEFAULT_EXPERIMENT
+
 
 def test_register_model_set_alias_and_read_version_back_by_alias(mlflow_uri: str) -> None:
     mlflow.set_tracking_uri(mlflow_uri)
@@ -17,7 +19,7 @@ def test_register_model_set_alias_and_read_version_back_by_alias(mlflow_uri: str
     y = np.array([0, 0, 1, 1])
     versions = []
     for c in (0.5, 2.0):
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT):
             info = mlflow.sklearn.log_model(
                 LogisticRegression(C=c).fit(x, y), name="model", registered_model_name=name
             )
