@@ -103,7 +103,14 @@ class PipelineStage(contextlib.ContextDecorator):
 
     Figures are collected during the run and sent once at its end, so a stage that dies halfway
     reports one consistent outcome rather than half of one. Used as a decorator, the same object
-    runs again for each call; `__enter__` starts from a clean slate."""
+    runs again for each call; `__enter__` starts from a clean slate.
+
+    Use: `with pipeline_stage("etl", pipeline="fraud") as s:` or the decorator
+    `@pipeline_stage("etl", pipeline="fraud")`. `expected_every` (a timedelta or seconds) is
+    pushed with the stage, so the stale alert needs no per-stage configuration. `gateway`
+    defaults to $PUSHGATEWAY_URL; `mlflow=True` also logs the figures to the active MLflow run.
+    `strict=True` makes a failed push or MLflow call raise (for tests and for jobs whose
+    monitoring is part of their contract)."""
 
     def __init__(
         self,
@@ -230,30 +237,8 @@ class PipelineStage(contextlib.ContextDecorator):
         return metrics, tags
 
 
-def pipeline_stage(
-    stage: str,
-    *,
-    pipeline: str,
-    expected_every: timedelta | float | None = None,
-    gateway: str | None = None,
-    mlflow: bool = False,
-    strict: bool = False,
-) -> PipelineStage:
-    """Monitors one stage: `with pipeline_stage("etl", pipeline="fraud") as s:` or as a
-    decorator `@pipeline_stage("etl", pipeline="fraud")`.
-
-    `expected_every` (a timedelta or seconds) is pushed with the stage, so the stale alert
-    needs no per-stage configuration. `gateway` defaults to $PUSHGATEWAY_URL; `mlflow=True`
-    also logs the figures to the active MLflow run. `strict=True` makes a failed push or MLflow
-    call raise (for tests and for jobs whose monitoring is part of their contract)."""
-    return PipelineStage(
-        stage,
-        pipeline=pipeline,
-        expected_every=expected_every,
-        gateway=gateway,
-        mlflow=mlflow,
-        strict=strict,
-    )
+# The public name: `with pipeline_stage(...)` reads as what it does; the class is the object.
+pipeline_stage = PipelineStage
 
 
 def record_retraining_trigger(
