@@ -38,12 +38,57 @@ MODEL_LOAD_SECONDS: Final = "model_load_duration_seconds"  # gauge
 PREDICTION_CONFIDENCE: Final = "prediction_confidence"  # histogram of the top class probability
 PREDICTION_CLASS: Final = "prediction_class_total"  # counter, label `class`
 PREDICTION_VALUE: Final = "prediction_value"  # histogram of regression outputs
-FEATURE_DRIFT_PSI: Final = "feature_drift_psi"  # gauge, label `feature`
-FEATURE_MISSING_RATIO: Final = "feature_missing_ratio"  # gauge, label `feature`
 LABEL_CODE: Final = "code"
 LABEL_ERROR_TYPE: Final = "error_type"
 LABEL_FEATURE: Final = "feature"
 LABEL_CLASS: Final = "class"
+
+# Model quality as counts that add up across pods; queries divide (the recording rules below).
+# Input drift: rows per feature per bin of the training baseline (bin: numeric bins by index,
+# categorical ones by category, then BIN_OTHER; BIN_MISSING for null/NaN/absent; BIN_PRESENT for
+# features without a baseline), and each pod exports the baseline's shares beside them.
+FEATURE_BIN_ROWS: Final = "feature_bin_rows_total"  # counter, labels `feature`, `bin`
+FEATURE_BASELINE_SHARE: Final = "feature_baseline_share"  # gauge, labels `feature`, `bin`
+TARGET_BASELINE_SHARE: Final = "target_baseline_share"  # gauge, label `class` (classifiers)
+LABEL_BIN: Final = "bin"
+BIN_MISSING: Final = "__missing__"
+BIN_OTHER: Final = "__other__"
+BIN_PRESENT: Final = "__present__"
+# Ground truth from /feedback. Classifiers: labelled rows by (true, predicted) class, and
+# `correct` = "true"/"false" since PromQL cannot compare two labels. Regressors: error sums and
+# the labels' histogram (buckets: the training target's edges, like prediction_value).
+FEEDBACK_OUTCOMES: Final = "prediction_feedback_outcomes_total"
+FEEDBACK_ROWS: Final = "prediction_feedback_rows_total"  # labelled rows, every task
+FEEDBACK_ABS_ERROR: Final = "prediction_feedback_absolute_error_total"  # sum of |pred - true|
+FEEDBACK_SQUARED_ERROR: Final = "prediction_feedback_squared_error_total"  # sum of (pred-true)²
+FEEDBACK_LABEL_VALUE: Final = "prediction_feedback_label_value"  # histogram, regressors
+LABEL_TRUE_CLASS: Final = "true_class"
+LABEL_PREDICTED_CLASS: Final = "predicted_class"
+LABEL_CORRECT: Final = "correct"
+
+# Recording rules of the operator's PrometheusRule (render/quality_rules.py), one series per
+# (namespace, modeldeployment, model_version[, feature|class]) over spec.monitoring.qualityWindow.
+REC_FEATURE_SHARE: Final = "modeldeploy:feature_bin_share"  # by feature, bin
+REC_FEATURE_ROWS: Final = "modeldeploy:feature_rows:increase"  # non-missing rows, by feature
+REC_FEATURE_PSI: Final = "modeldeploy:feature_drift_psi"  # by feature
+REC_FEATURE_MISSING: Final = "modeldeploy:feature_missing_ratio"  # by feature
+REC_CLASS_SHARE: Final = "modeldeploy:prediction_class_share"  # predicted-class shares, by class
+REC_OUTPUT_PSI: Final = "modeldeploy:output_drift_psi"  # predicted classes vs training labels
+REC_LABEL_SHARE: Final = "modeldeploy:feedback_label_share"  # true-label shares, by class
+REC_TARGET_PSI: Final = "modeldeploy:target_drift_psi"  # feedback labels vs training labels
+REC_FEEDBACK_ROWS: Final = "modeldeploy:feedback_rows:increase"
+REC_TRUE_POSITIVES: Final = "modeldeploy:feedback_true_positives:increase"  # by class
+REC_PREDICTED: Final = "modeldeploy:feedback_predicted:increase"  # labelled rows by predicted
+REC_LABELLED: Final = "modeldeploy:feedback_labelled:increase"  # labelled rows by true class
+REC_CLASS_PRECISION: Final = "modeldeploy:feedback_precision:by_class"
+REC_CLASS_RECALL: Final = "modeldeploy:feedback_recall:by_class"
+REC_CLASS_F1: Final = "modeldeploy:feedback_f1:by_class"
+REC_ACCURACY: Final = "modeldeploy:feedback_accuracy"
+REC_PRECISION: Final = "modeldeploy:feedback_precision"  # macro average over classes seen
+REC_RECALL: Final = "modeldeploy:feedback_recall"
+REC_F1: Final = "modeldeploy:feedback_f1"
+REC_MAE: Final = "modeldeploy:feedback_mae"  # regressors
+REC_RMSE: Final = "modeldeploy:feedback_rmse"
 
 # Operator metrics (modeldeploy operator).
 OP_ROLLOUT_STATUS: Final = "modeldeploy_rollout_status"
@@ -61,6 +106,7 @@ OP_REGISTRY_SECONDS: Final = "modeldeploy_registry_request_duration_seconds"
 ALERT_HIGH_ERROR_RATE: Final = "ModelHighErrorRate"
 ALERT_HIGH_LATENCY: Final = "ModelHighLatency"
 ALERT_DRIFT: Final = "ModelInputDrift"
+ALERT_LOW_ACCURACY: Final = "ModelLowAccuracy"
 
 # MLflow tags modeldeploy writes and reads (docs/governance.md and docs/tracking.md show them).
 # Keys use only characters MLflow allows in tag keys (letters, digits, _ - . / : and space).
@@ -98,6 +144,7 @@ PIPELINE_STAGE_ROWS_OUT: Final = "modeldeploy_pipeline_stage_rows_out"  # gauge,
 PIPELINE_STAGE_EXPECTED_PERIOD: Final = "modeldeploy_pipeline_stage_expected_period_seconds"
 PIPELINE_CHECK_PASSED: Final = "modeldeploy_pipeline_data_quality_check_passed"  # 1 / 0
 PIPELINE_CHECK_VALUE: Final = "modeldeploy_pipeline_data_quality_check_value"  # optional figure
+PIPELINE_STAGE_METRIC: Final = "modeldeploy_pipeline_stage_metric"  # gauge, label `metric`
 # One group per (job, pipeline, reason); the value is when that reason last triggered (a counter
 # would restart at 0 in every short-lived process; count triggers with changes(...[1d])).
 PIPELINE_RETRAINING_TRIGGER: Final = "modeldeploy_pipeline_retraining_trigger_timestamp_seconds"
@@ -105,6 +152,7 @@ PIPELINE_LABEL_JOB: Final = "job"
 PIPELINE_LABEL_PIPELINE: Final = "pipeline"
 PIPELINE_LABEL_STAGE: Final = "stage"
 PIPELINE_LABEL_CHECK: Final = "check"
+PIPELINE_LABEL_METRIC: Final = "metric"
 PIPELINE_LABEL_REASON: Final = "reason"
 # Alert names of the pipeline rules.
 ALERT_PIPELINE_STAGE_FAILED: Final = "ModelPipelineStageFailed"

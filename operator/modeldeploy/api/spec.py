@@ -79,6 +79,11 @@ class AlertsSpec:
     drift_psi: float = 0.2
     for_: str = "30s"
     window: str = "1m"
+    # Model quality (recording rules over counters): the window, the rows a window needs before
+    # a drift or accuracy figure counts, and the accuracy below which ModelLowAccuracy fires.
+    quality_window: str = "10m"
+    min_rows: int = 100
+    min_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,15 @@ def _num(d: Mapping[str, Any], key: str, path: str, default: float) -> float:
     value = d.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise SpecError(f"{path}.{key}", f"must be a number above 0, not {value!r}")
+    return float(value)
+
+
+def _opt_num(d: Mapping[str, Any], key: str, path: str, lo: float, hi: float) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise SpecError(f"{path}.{key}", f"must be a number from {lo:g} to {hi:g}, not {value!r}")
     return float(value)
 
 
@@ -225,6 +239,9 @@ def _parse_monitoring(d: Mapping[str, Any]) -> MonitoringSpec:
         drift_psi=_num(al, "driftPsi", f"{p}.alerts", 0.2),
         for_=for_,
         window=window,
+        quality_window=_duration(al, "qualityWindow", f"{p}.alerts", "10m")[0],
+        min_rows=_int(al, "minRows", f"{p}.alerts", 100, 1, 1_000_000_000),
+        min_accuracy=_opt_num(al, "minAccuracy", f"{p}.alerts", 0.0, 1.0),
     )
     labels = {str(k): str(v) for k, v in _obj(d, "labels", p).items()}
     return MonitoringSpec(_bool(sm, "enabled", f"{p}.serviceMonitor"), interval, alerts, labels)

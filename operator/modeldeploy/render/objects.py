@@ -14,6 +14,7 @@ from typing import Any
 
 from modeldeploy import names
 from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.render.quality_rules import BY, quality_rules, selector
 
 SERVING_UID = 65532
 MANAGED_BY = "modeldeploy"
@@ -231,14 +232,14 @@ def alert_rules(ctx: RenderContext) -> list[dict[str, Any]]:
     """The default rules, scoped to this ModelDeployment's series and grouped by the labels the
     rollback logic matches on (namespace, modeldeployment, model_version)."""
     a = ctx.spec.monitoring.alerts
-    by = f"{names.PROM_NAMESPACE}, {names.PROM_MODELDEPLOYMENT}, {names.PROM_MODEL_VERSION}"
-    sel = f'{names.PROM_NAMESPACE}="{ctx.namespace}", {names.PROM_MODELDEPLOYMENT}="{ctx.name}"'
+    by = BY
+    sel = selector(ctx.namespace, ctx.name)
     req = names.PREDICTION_REQUESTS
     summary = (
         "{{ $labels.modeldeployment }} v{{ $labels.model_version }} in {{ $labels.namespace }}"
     )
     common = {"modeldeploy_io_managed": "true"}
-    return [
+    rules = [
         {
             "alert": names.ALERT_HIGH_ERROR_RATE,
             "expr": (
@@ -271,18 +272,36 @@ def alert_rules(ctx: RenderContext) -> list[dict[str, Any]]:
         },
         {
             "alert": names.ALERT_DRIFT,
-            "expr": (
-                f"max by ({by}, {names.LABEL_FEATURE}) ({names.FEATURE_DRIFT_PSI}{{{sel}}})"
-                f" > {a.drift_psi:g}"
-            ),
+            "expr": f"{names.REC_FEATURE_PSI}{{{sel}}} > {a.drift_psi:g}",
             "for": a.for_,
             "labels": {**common, "severity": "warning"},
             "annotations": {
                 "summary": f"{summary}: input drift on {{{{ $labels.feature }}}}",
-                "description": "PSI of {{ $labels.feature }} is {{ $value }} against the baseline.",
+                "description": (
+                    "PSI of {{ $labels.feature }} is {{ $value }} against the training baseline "
+                    f"over the last {a.quality_window}."
+                ),
             },
         },
     ]
+    if a.min_accuracy is not None:
+        rules.append({
+            "alert": names.ALERT_LOW_ACCURACY,
+            "expr": (
+                f"{names.REC_ACCURACY}{{{sel}}} < {a.min_accuracy:g}"
+                f" and on ({by}) {names.REC_FEEDBACK_ROWS}{{{sel}}} >= {a.min_rows}"
+            ),
+            "for": a.for_,
+            "labels": {**common, "severity": "critical"},
+            "annotations": {
+                "summary": f"{summary}: accuracy below {a.min_accuracy:g}",
+                "description": (
+                    "Accuracy from /feedback labels is {{ $value | humanizePercentage }} over the "
+                    f"last {a.quality_window}."
+                ),
+            },
+        })  # fmt: skip
+    return rules
 
 
 def build_prometheus_rule(ctx: RenderContext) -> dict[str, Any]:
@@ -292,7 +311,14 @@ def build_prometheus_rule(ctx: RenderContext) -> dict[str, Any]:
         "metadata": monitoring_metadata(ctx),
         "spec": {
             "groups": [
-                {"name": f"modeldeploy.{ctx.namespace}.{ctx.name}", "rules": alert_rules(ctx)}
+                {
+                    "name": f"modeldeploy.{ctx.namespace}.{ctx.name}",
+                    # Recording rules first: the alerts read them at the same evaluation.
+                    "rules": [
+                        *quality_rules(ctx.namespace, ctx.name, ctx.spec.monitoring.alerts),
+                        *alert_rules(ctx),
+                    ],
+                }
             ]
         },
     }

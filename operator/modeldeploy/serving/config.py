@@ -42,15 +42,12 @@ class ServeConfig:
     allow_non_finite: bool = False
     threads: int = 4
     drift: bool = True
-    drift_window: int = 1000
-    drift_min_rows: int = 100
     baseline: str | None = None
     confidence: bool = True
-    confidence_sample: float = 0.1
+    confidence_sample: float = 1.0
     feedback: bool = True
     feedback_ttl: float = 3600.0
     feedback_max_rows: int = 100_000
-    feedback_window: int = 1000
     task: TaskSetting = "auto"
     request_id_in_body: bool = True
     strict_columns: bool = False
@@ -155,19 +152,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--drift",
         type=_bool,
         default=_bool(e("MODELDEPLOY_DRIFT", "true") or ""),
-        help="track input drift and missing values [MODELDEPLOY_DRIFT]",
-    )
-    p.add_argument(
-        "--drift-window",
-        type=int,
-        default=int(e("MODELDEPLOY_DRIFT_WINDOW", "1000") or 1000),
-        help="rows in the drift window [MODELDEPLOY_DRIFT_WINDOW]",
-    )
-    p.add_argument(
-        "--drift-min-rows",
-        type=int,
-        default=int(e("MODELDEPLOY_DRIFT_MIN_ROWS", "100") or 100),
-        help="rows needed before PSI is exported [MODELDEPLOY_DRIFT_MIN_ROWS]",
+        help="count rows per feature per baseline bin (input drift, missing values) "
+        "[MODELDEPLOY_DRIFT]",
     )
     p.add_argument(
         "--baseline",
@@ -185,9 +171,9 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence-sample",
         type=float,
-        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "0.1") or 0.1),
-        help="share of requests whose confidence is observed; predict_proba costs about as much "
-        "as predict, so 1.0 doubles the model's work [MODELDEPLOY_CONFIDENCE_SAMPLE]",
+        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "1") or 1.0),
+        help="share of requests whose confidence is observed (default: every request); "
+        "predict_proba is a second call to the model [MODELDEPLOY_CONFIDENCE_SAMPLE]",
     )
     p.add_argument(
         "--feedback",
@@ -206,12 +192,6 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=int,
         default=int(e("MODELDEPLOY_FEEDBACK_MAX_ROWS", "100000") or 100000),
         help="predicted rows kept for feedback [MODELDEPLOY_FEEDBACK_MAX_ROWS]",
-    )
-    p.add_argument(
-        "--feedback-window",
-        type=int,
-        default=int(e("MODELDEPLOY_FEEDBACK_WINDOW", "1000") or 1000),
-        help="labelled rows the quality metrics cover [MODELDEPLOY_FEEDBACK_WINDOW]",
     )
     p.add_argument(
         "--task",
@@ -277,9 +257,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         "port",
         "max_body_bytes",
         "threads",
-        "drift_window",
         "feedback_max_rows",
-        "feedback_window",
     ):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
@@ -303,15 +281,12 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         allow_non_finite=ns.allow_non_finite,
         threads=ns.threads,
         drift=ns.drift,
-        drift_window=ns.drift_window,
-        drift_min_rows=max(1, ns.drift_min_rows),
         baseline=ns.baseline or None,
         confidence=ns.confidence,
         confidence_sample=ns.confidence_sample,
         feedback=ns.feedback,
         feedback_ttl=ns.feedback_ttl,
         feedback_max_rows=ns.feedback_max_rows,
-        feedback_window=ns.feedback_window,
         task=ns.task,
         request_id_in_body=ns.request_id_in_body,
         strict_columns=ns.strict_columns,

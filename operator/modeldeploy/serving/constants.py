@@ -6,16 +6,6 @@ from typing import Final
 FEEDBACK_TOTAL: Final = "prediction_feedback_total"  # counter, label `outcome`
 FEEDBACK_PENDING: Final = "prediction_feedback_pending_requests"  # gauge
 FEEDBACK_EVICTED: Final = "prediction_feedback_evicted_total"  # counter, label `reason`
-FEEDBACK_WINDOW_ROWS: Final = "model_feedback_window_rows"  # gauge
-MODEL_ACCURACY: Final = "model_feedback_accuracy"  # gauge, classifiers
-MODEL_PRECISION: Final = "model_feedback_precision"  # gauge, macro average
-MODEL_RECALL: Final = "model_feedback_recall"  # gauge, macro average
-MODEL_F1: Final = "model_feedback_f1"  # gauge, macro average
-MODEL_MAE: Final = "model_feedback_mae"  # gauge, regressors
-MODEL_RMSE: Final = "model_feedback_rmse"  # gauge, regressors
-FEEDBACK_LABEL_RATIO: Final = "feedback_label_ratio"  # gauge, label `class`
-FEEDBACK_LABEL_MEAN: Final = "feedback_label_mean"  # gauge, regressors
-DRIFT_WINDOW_ROWS: Final = "feature_drift_window_rows"  # gauge
 LABEL_OUTCOME: Final = "outcome"
 LABEL_REASON: Final = "reason"
 LABEL_RUN_ID: Final = "run_id"

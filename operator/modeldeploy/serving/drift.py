@@ -1,21 +1,23 @@
-"""Input drift (PSI per feature) and missing-value ratios over a sliding window of rows.
+"""Input drift as counters: rows per feature per baseline bin, summed over pods by Prometheus.
 
-Per request the cost is one binning pass per feature and a bincount: the window keeps each row's
-bin index per feature in a ring buffer plus running counts, so adding rows subtracts the rows
-they displace. PSI itself is computed only when Prometheus scrapes (a handful of features times
-a handful of bins), never on the request path.
+Each request's rows are binned once per feature (one searchsorted or dictionary pass and one
+bincount for all features); the counts only grow, and Prometheus reads them as the counter
+`feature_bin_rows_total{feature, bin}`. PSI against the training baseline over any window and
+any set of pods is then a query (the operator's recording rules; docs/alerting.md): the shares of
+`increase()` per bin against the baseline shares each pod exports as `feature_baseline_share`.
+`psi` below is the same formula, used by tests as the reference the rules must match.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from modeldeploy.names import BIN_MISSING, BIN_OTHER, BIN_PRESENT
 from modeldeploy.tracking.baseline import DriftBaseline, FeatureBaseline
 
 # Proportions are floored at this value before the log ratio, so an empty bin on either side
@@ -35,14 +37,6 @@ def psi(
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-@dataclass(frozen=True)
-class FeatureSnapshot:
-    name: str
-    rows: int  # rows in the window
-    missing_ratio: float
-    psi: float | None  # None: no baseline for this feature, or too few non-missing rows
-
-
 class _Binner:
     """Maps one column to bin indices; `missing` is the extra bin for NaN/None."""
 
@@ -53,6 +47,7 @@ class _Binner:
         self.cats = {c: i for i, c in enumerate(baseline.categories)} if baseline else {}
         self.bins = baseline.bins if baseline else 0
         self.missing = self.bins
+        self.labels = bin_labels(baseline)
 
     def __call__(self, column: Any) -> npt.NDArray[np.int64]:
         if self.kind == "categorical":
@@ -89,51 +84,33 @@ def _as_float(column: Any) -> npt.NDArray[np.float64]:
         return out
 
 
-class FeatureWindow:
-    """The last `size` rows, per feature: bin counts and missing counts.
+class FeatureCounts:
+    """Cumulative rows per (feature, bin) since the process started.
 
-    Features come from the baseline (PSI and missing ratio) and, where the baseline is absent,
-    from the model signature (missing ratio only). Not thread-safe: the server mutates and reads
-    it on its event loop only.
+    Features come from the baseline (bins of the training data) and, where the baseline is
+    absent, from the model signature (present/missing only). Not thread-safe: the server mutates
+    it on its event loop only; a scrape reads `counts` there too.
     """
 
-    def __init__(
-        self,
-        features: Sequence[str],
-        baseline: DriftBaseline | None,
-        size: int = 1000,
-        min_rows: int = 100,
-    ) -> None:
-        if size < 1:
-            raise ValueError("window size must be at least 1")
+    def __init__(self, features: Sequence[str], baseline: DriftBaseline | None) -> None:
         by_name = {f.name: f for f in baseline.features} if baseline else {}
         names = list(dict.fromkeys([*by_name, *features]))
         self.names = names
         self.binners = [_Binner(by_name.get(n)) for n in names]
-        # Column c of the counts matrix: bins 0..B-1 then the missing bin at index B_f of each
-        # feature; features have different bin counts, so each gets a stride of max_bins + 1.
+        # Feature j owns counts[j * stride : (j + 1) * stride]: its bins, then its missing bin;
+        # features have different bin counts, so each gets a stride of max_bins + 1.
         self.stride = max(2, max((b.bins for b in self.binners), default=0) + 1)
         for b in self.binners:
             if b.kind == "none":
                 b.missing = self.stride - 1
-        self.size = size
-        self.min_rows = min_rows
-        self.ring = np.zeros((size, len(names)), dtype=np.int64)
         self.offsets = np.arange(len(names), dtype=np.int64) * self.stride
         self.counts = np.zeros(len(names) * self.stride, dtype=np.int64)
-        self.pos = 0
-        self.filled = 0
         self._positions: dict[tuple[Any, ...], list[int]] = {}
-
-    def __len__(self) -> int:
-        return self.filled
 
     def observe(self, frame: Any) -> None:
         """Add the rows of a pandas DataFrame; columns it lacks count as missing."""
-        if not self.names:
-            return
         n = len(frame)
-        if n == 0:
+        if not self.names or n == 0:
             return
         columns = tuple(frame.columns)
         positions = self._positions.get(columns)
@@ -150,36 +127,37 @@ class FeatureWindow:
         idx = np.empty((n, len(self.names)), dtype=np.int64)
         for j, (pos, binner) in enumerate(zip(positions, self.binners, strict=True)):
             idx[:, j] = binner.missing if pos < 0 else binner(matrix[:, pos])
-        self._add(idx + self.offsets)
+        self.counts += np.bincount((idx + self.offsets).ravel(), minlength=len(self.counts))
 
-    def _add(self, flat: npt.NDArray[np.int64]) -> None:
-        n = len(flat)
-        if n >= self.size:
-            flat = flat[-self.size :]
-            self.ring[:] = flat
-            self.counts[:] = np.bincount(flat.ravel(), minlength=len(self.counts))
-            self.pos, self.filled = 0, self.size
-            return
-        slots = (self.pos + np.arange(n)) % self.size
-        if self.filled + n > self.size:  # displaced rows leave the counts
-            # Until the window is full, pos == filled and only the wrapped tail holds old rows.
-            old_slots = slots[self.size - self.filled :] if self.filled < self.size else slots
-            self.counts -= np.bincount(self.ring[old_slots].ravel(), minlength=len(self.counts))
-        self.ring[slots] = flat
-        self.counts += np.bincount(flat.ravel(), minlength=len(self.counts))
-        self.pos = (self.pos + n) % self.size
-        self.filled = min(self.size, self.filled + n)
-
-    def snapshot(self) -> list[FeatureSnapshot]:
-        out: list[FeatureSnapshot] = []
+    def series(self) -> list[tuple[str, str, int]]:
+        """(feature, bin label, rows) for every bin of every feature, zeros included: a series
+        that exists from the first scrape lets `increase()` count its first rows."""
+        out: list[tuple[str, str, int]] = []
         for j, (name, binner) in enumerate(zip(self.names, self.binners, strict=True)):
             base = j * self.stride
-            missing = int(self.counts[base + binner.missing])
-            ratio = missing / self.filled if self.filled else 0.0
-            value: float | None = None
-            present = self.filled - missing
-            if binner.baseline is not None and present >= self.min_rows:
-                actual = self.counts[base : base + binner.bins] / present
-                value = psi(binner.baseline.proportions, actual)
-            out.append(FeatureSnapshot(name, self.filled, ratio, value))
+            for i, label in enumerate(binner.labels):
+                out.append((name, label, int(self.counts[base + i])))
+            out.append((name, BIN_MISSING, int(self.counts[base + binner.missing])))
         return out
+
+    def baseline_shares(self) -> list[tuple[str, str, float]]:
+        """(feature, bin label, training share) for features with a baseline."""
+        out: list[tuple[str, str, float]] = []
+        for name, binner in zip(self.names, self.binners, strict=True):
+            if binner.baseline is not None:
+                out.extend(
+                    (name, label, float(p))
+                    for label, p in zip(binner.labels, binner.baseline.proportions, strict=True)
+                )
+        return out
+
+
+def bin_labels(baseline: FeatureBaseline | None) -> tuple[str, ...]:
+    """The `bin` label of each bin but the missing one: numeric bins by index ("0" holds values
+    below the first edge), categorical ones by category, then BIN_OTHER for unseen categories;
+    BIN_PRESENT for every value of a feature without a baseline."""
+    if baseline is None:
+        return (BIN_PRESENT,)
+    if baseline.kind == "categorical":
+        return (*baseline.categories, BIN_OTHER)
+    return tuple(str(i) for i in range(baseline.bins))

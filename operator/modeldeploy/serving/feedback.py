@@ -1,29 +1,30 @@
-"""Ground truth after the fact: pending predictions by request id, and a window of outcomes.
+"""Ground truth after the fact: pending predictions by request id until their labels come.
 
 A prediction is remembered (bounded by rows and by age) until its true labels arrive through
-/feedback; the pair then enters a sliding window from which accuracy, precision, recall, F1
-(classifiers) or MAE/RMSE (regressors) and the label distribution (target drift) are computed
-when Prometheus scrapes. Memory is bounded twice: a pending prediction older than `ttl` is
-forgotten, and when the rows held exceed `max_rows` the oldest requests are evicted (counted).
+/feedback; the (true, predicted) pairs then become counters (serving/metrics.py), from which
+Prometheus computes accuracy, precision, recall, F1 or MAE/RMSE and the label distribution over
+any window and any set of pods. Memory is bounded twice: a pending prediction older than `ttl`
+is forgotten, and when the rows held exceed `max_rows` the oldest requests are evicted (counted).
 Not thread-safe: the server uses it from its event loop only.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Literal
 
+from modeldeploy import names
 from modeldeploy.serving import constants as c
 
 Task = Literal["classification", "regression"]
-# A label is a class name or a number: longer spellings are refused, so that the `class` label
-# of feedback_label_ratio stays small (100 labels of 50 KB once made /metrics 5 MB).
+# A label is a class name or a number: longer spellings are refused, so that the `true_class`
+# label of the outcome counter stays small (100 labels of 50 KB once made /metrics 5 MB).
 MAX_LABEL_CHARS: Final = 128
-OTHER_LABEL: Final = "__other__"
+OTHER_LABEL: Final = names.BIN_OTHER
 
 
 class Refusal(StrEnum):
@@ -118,96 +119,47 @@ class ClassificationStats:
     precision: float  # macro average over the classes seen in labels or predictions
     recall: float
     f1: float
-    label_ratio: dict[str, float]
 
 
-@dataclass(frozen=True)
-class RegressionStats:
-    n: int
-    mae: float
-    rmse: float
-    label_mean: float
-
-
-class OutcomeWindow:
-    """The last `size` (true, predicted) pairs of one task.
-
-    The label distribution names at most `max_classes` true labels, the first ones seen (kept
-    for the process's life, so the exported series do not churn); the rest share OTHER_LABEL.
-    """
-
-    def __init__(self, task: Task, size: int = 1000, max_classes: int = 100) -> None:
-        self.task = task
-        self.max_classes = max_classes
-        self._pairs: deque[tuple[Any, Any]] = deque(maxlen=size)
-        self._named: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def validate(self, labels: Sequence[Any]) -> Refusal | None:
-        for v in labels:
-            if self.task == "regression":
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                    return Refusal.INVALID
-            elif not isinstance(v, str | int | float | bool) or len(class_key(v)) > MAX_LABEL_CHARS:
-                return Refusal.INVALID
+def classification_stats(pairs: Sequence[tuple[str, str]]) -> ClassificationStats | None:
+    """Accuracy and macro precision/recall/F1 of (true, predicted) class keys, computed the way
+    the operator's recording rules compute them from prediction_feedback_outcomes_total; tests
+    use it as the reference those rules must match."""
+    if not pairs:
         return None
+    n = len(pairs)
+    tp: dict[str, int] = {}
+    true_n: dict[str, int] = {}
+    pred_n: dict[str, int] = {}
+    for t, p in pairs:
+        true_n[t] = true_n.get(t, 0) + 1
+        pred_n[p] = pred_n.get(p, 0) + 1
+        if t == p:
+            tp[t] = tp.get(t, 0) + 1
+    classes = set(true_n) | set(pred_n)
+    precisions, recalls, f1s = [], [], []
+    for cls in classes:
+        hit = tp.get(cls, 0)
+        prec = hit / pred_n[cls] if pred_n.get(cls) else 0.0
+        rec = hit / true_n[cls] if true_n.get(cls) else 0.0
+        precisions.append(prec)
+        recalls.append(rec)
+        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    return ClassificationStats(
+        n=n,
+        accuracy=sum(tp.values()) / n,
+        precision=sum(precisions) / len(classes),
+        recall=sum(recalls) / len(classes),
+        f1=sum(f1s) / len(classes),
+    )
 
-    def add(self, labels: Sequence[Any], predictions: Any) -> None:
-        if self.task == "classification":
-            pairs = [(class_key(t), class_key(p)) for t, p in zip(labels, predictions, strict=True)]
-            for t, _ in pairs:
-                if len(self._named) < self.max_classes:
-                    self._named.add(t)
-            self._pairs.extend(pairs)
-        else:
-            self._pairs.extend(
-                (float(t), float(p)) for t, p in zip(labels, predictions, strict=True)
-            )
 
-    def classification(self) -> ClassificationStats | None:
-        if self.task != "classification" or not self._pairs:
-            return None
-        n = len(self._pairs)
-        tp: dict[str, int] = {}
-        true_n: dict[str, int] = {}
-        pred_n: dict[str, int] = {}
-        for t, p in self._pairs:
-            true_n[t] = true_n.get(t, 0) + 1
-            pred_n[p] = pred_n.get(p, 0) + 1
-            if t == p:
-                tp[t] = tp.get(t, 0) + 1
-        classes = set(true_n) | set(pred_n)
-        precisions, recalls, f1s = [], [], []
-        for cls in classes:
-            hit = tp.get(cls, 0)
-            prec = hit / pred_n[cls] if pred_n.get(cls) else 0.0
-            rec = hit / true_n[cls] if true_n.get(cls) else 0.0
-            precisions.append(prec)
-            recalls.append(rec)
-            f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
-        ratio: dict[str, float] = {}
-        for key, k in true_n.items():
-            name = key if key in self._named else OTHER_LABEL
-            ratio[name] = ratio.get(name, 0.0) + k / n
-        return ClassificationStats(
-            n=n,
-            accuracy=sum(tp.values()) / n,
-            precision=sum(precisions) / len(classes),
-            recall=sum(recalls) / len(classes),
-            f1=sum(f1s) / len(classes),
-            label_ratio=ratio,
-        )
-
-    def regression(self) -> RegressionStats | None:
-        if self.task != "regression" or not self._pairs:
-            return None
-        n = len(self._pairs)
-        errs = [p - t for t, p in self._pairs]
-        return RegressionStats(
-            n=n,
-            mae=sum(abs(e) for e in errs) / n,
-            rmse=math.sqrt(sum(e * e for e in errs) / n),
-            label_mean=sum(t for t, _ in self._pairs) / n,
-        )
+def invalid_labels(task: Task, labels: Sequence[Any]) -> bool:
+    """Whether a label is of the wrong kind for the task (or too long to be a class name)."""
+    for v in labels:
+        if task == "regression":
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                return True
+        elif not isinstance(v, str | int | float | bool) or len(class_key(v)) > MAX_LABEL_CHARS:
+            return True
+    return False

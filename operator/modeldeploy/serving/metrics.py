@@ -2,9 +2,15 @@
 
 Request metrics use prometheus_client's own types with the label children bound once (a
 `.labels()` call per request would cost more than the observation). Per-row observations
-(confidence, regression outputs) use `BatchHistogram`, which counts a whole batch with one numpy
-pass; window-derived values (PSI, missing ratios, feedback quality) are computed by a collector
-only when Prometheus scrapes.
+(confidence, regression outputs, rows per feature bin) are counted a whole batch at a time with
+numpy and exported by a collector when Prometheus scrapes.
+
+Model quality is exported as counts that add up across pods and windows (labelled outcomes by
+true and predicted class, rows per baseline bin) and never as per-pod ratios: an average of two
+pods' accuracies is not the deployment's accuracy. The operator's recording rules divide
+(render/quality_rules.py). Series whose first rows matter are created at zero when the process
+starts (every feature bin; every class pair when the classes are known and few), because
+`increase()` cannot count what came before a series' first scrape.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from prometheus_client.registry import Collector
 
 from modeldeploy import names
 from modeldeploy.serving import constants as c
-from modeldeploy.serving.drift import FeatureWindow
-from modeldeploy.serving.feedback import OTHER_LABEL, OutcomeWindow, PendingPredictions, class_key
+from modeldeploy.serving.drift import FeatureCounts
+from modeldeploy.serving.feedback import OTHER_LABEL, PendingPredictions, class_key
 
 MODEL_LABELS = (names.PROM_MODEL_NAME, names.PROM_MODEL_VERSION)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -44,6 +50,8 @@ DEFAULT_VALUE_BUCKETS = tuple(
 )  # fmt: skip
 MAX_CLASSES = 100
 OTHER_CLASS = OTHER_LABEL
+# Known classes up to this many get every (true, predicted) outcome series at start: n² series.
+PRECREATE_CLASSES = 20
 
 
 class BatchHistogram:
@@ -81,11 +89,28 @@ def _fmt(v: float) -> str:
 
 @dataclass
 class Windows:
-    """What the collector reads at scrape time; `outcomes` appears once the task is known."""
+    """What the collector reads at scrape time: the feature-bin counts and pending predictions."""
 
-    drift: FeatureWindow | None = None
+    drift: FeatureCounts | None = None
     pending: PendingPredictions | None = None
-    outcomes: OutcomeWindow | None = None
+
+
+class ClassNames:
+    """Class label values, at most MAX_CLASSES of them (the first seen), then OTHER_CLASS: the
+    same spelling for predicted and true classes, so that their series join."""
+
+    def __init__(self, limit: int = MAX_CLASSES) -> None:
+        self.limit = limit
+        self.named: dict[str, None] = {}
+
+    def __call__(self, value: Any) -> str:
+        key = class_key(value)
+        if key in self.named:
+            return key
+        if len(self.named) < self.limit:
+            self.named[key] = None
+            return key
+        return OTHER_CLASS
 
 
 class ServingMetrics:
@@ -98,12 +123,18 @@ class ServingMetrics:
         windows: Windows,
         latency_buckets: Sequence[float],
         value_buckets: Sequence[float],
+        classes: Sequence[Any] = (),
+        target_shares: Sequence[tuple[str, float]] = (),
     ) -> None:
+        """`classes`: the classifier's classes when known (their series start at zero);
+        `target_shares`: (class, share) of the training labels, exported for drift queries."""
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         lv = (model_name, model_version)
         self.label_values = lv
+        self.class_names = ClassNames()
+        self.target_shares = tuple(target_shares)
         reg = self.registry
         self.latency = Histogram(
             names.PREDICTION_LATENCY,
@@ -158,6 +189,32 @@ class ServingMetrics:
             (*MODEL_LABELS, c.LABEL_OUTCOME),
             registry=reg,
         )
+        self._feedback_rows = Counter(
+            names.FEEDBACK_ROWS,
+            "Labelled rows accepted through /feedback.",
+            MODEL_LABELS,
+            registry=reg,
+        ).labels(*lv)
+        self._outcomes = Counter(
+            names.FEEDBACK_OUTCOMES,
+            "Labelled rows of a classifier by true and predicted class (correct: whether they "
+            "are the same class).",
+            (*MODEL_LABELS, names.LABEL_TRUE_CLASS, names.LABEL_PREDICTED_CLASS,
+             names.LABEL_CORRECT),
+            registry=reg,
+        )  # fmt: skip
+        self._abs_error = Counter(
+            names.FEEDBACK_ABS_ERROR,
+            "Sum of |prediction - label| over the labelled rows of a regressor.",
+            MODEL_LABELS,
+            registry=reg,
+        ).labels(*lv)
+        self._squared_error = Counter(
+            names.FEEDBACK_SQUARED_ERROR,
+            "Sum of (prediction - label)² over the labelled rows of a regressor.",
+            MODEL_LABELS,
+            registry=reg,
+        ).labels(*lv)
         self._refused = Counter(
             c.HTTP_REFUSED,
             "Requests refused outside /invocations, by route (or 'other') and status code.",
@@ -168,6 +225,7 @@ class ServingMetrics:
         self._error_children: dict[str, Any] = {}
         self._class_children: dict[str, Any] = {}
         self._feedback_children: dict[str, Any] = {}
+        self._outcome_children: dict[tuple[str, str], Any] = {}
         self.confidence = BatchHistogram(
             names.PREDICTION_CONFIDENCE,
             "Top class probability per predicted row (classifiers with predict_proba).",
@@ -178,6 +236,17 @@ class ServingMetrics:
             "Predicted values of regression models, per row.",
             value_buckets or DEFAULT_VALUE_BUCKETS,
         )
+        self.labels = BatchHistogram(
+            names.FEEDBACK_LABEL_VALUE,
+            "True values sent through /feedback for a regressor, per row (target drift).",
+            value_buckets or DEFAULT_VALUE_BUCKETS,
+        )
+        known = [self.class_names(v) for v in classes[:PRECREATE_CLASSES]]
+        if len(classes) <= PRECREATE_CLASSES:
+            for t in known:
+                self._class_child(t)
+                for p in known:
+                    self._outcome_child(t, p)
         reg.register(_WindowCollector(self, windows))
 
     def request(self, code: int, seconds: float | None, error_type: str | None) -> None:
@@ -204,19 +273,42 @@ class ServingMetrics:
         """`path` must be one of the server's routes or OTHER_PATH: never the client's string."""
         self._refused.labels(*self.label_values, path, str(code)).inc()
 
+    def _class_child(self, name: str) -> Any:
+        child = self._class_children.get(name)
+        if child is None:
+            child = self._classes.labels(*self.label_values, name)
+            self._class_children[name] = child
+        return child
+
+    def _outcome_child(self, true: str, predicted: str) -> Any:
+        child = self._outcome_children.get((true, predicted))
+        if child is None:
+            correct = "true" if true == predicted else "false"
+            child = self._outcomes.labels(*self.label_values, true, predicted, correct)
+            self._outcome_children[(true, predicted)] = child
+        return child
+
     def classes(self, predictions: npt.NDArray[Any]) -> None:
         uniq, counts = np.unique(predictions, return_counts=True)
         for value, n in zip(uniq.tolist(), counts.tolist(), strict=True):
-            key = class_key(value)
-            child = self._class_children.get(key)
-            if child is None:
-                if len(self._class_children) >= MAX_CLASSES:
-                    key = OTHER_CLASS
-                child = self._class_children.get(key) or self._classes.labels(
-                    *self.label_values, key
-                )
-                self._class_children[key] = child
-            child.inc(n)
+            self._class_child(self.class_names(value)).inc(n)
+
+    def outcomes(self, labels: Sequence[Any], predictions: Any, task: str) -> None:
+        """Labelled rows from /feedback (already validated for the task)."""
+        self._feedback_rows.inc(len(labels))
+        if task == "classification":
+            pairs: dict[tuple[str, str], int] = {}
+            for t, p in zip(labels, predictions, strict=True):
+                key = (self.class_names(t), self.class_names(p))
+                pairs[key] = pairs.get(key, 0) + 1
+            for (t, p), n in pairs.items():
+                self._outcome_child(t, p).inc(n)
+            return
+        truth = np.asarray(labels, dtype=float)
+        errors = np.asarray(predictions, dtype=float) - truth
+        self._abs_error.inc(float(np.abs(errors).sum()))
+        self._squared_error.inc(float((errors * errors).sum()))
+        self.labels.observe(truth)
 
     def feedback(self, outcome: str, n: int = 1) -> None:
         child = self._feedback_children.get(outcome)
@@ -227,7 +319,7 @@ class ServingMetrics:
 
 
 class _WindowCollector(Collector):
-    """Values derived from the windows, computed at scrape time."""
+    """Batch-counted values, read at scrape time."""
 
     def __init__(self, metrics: ServingMetrics, windows: Windows) -> None:
         self.m = metrics
@@ -238,6 +330,16 @@ class _WindowCollector(Collector):
         labels = list(MODEL_LABELS)
         yield self.m.confidence.family(labels, lv)
         yield self.m.values.family(labels, lv)
+        yield self.m.labels.family(labels, lv)
+        if self.m.target_shares:
+            target = GaugeMetricFamily(
+                names.TARGET_BASELINE_SHARE,
+                "Share of each class among the training labels (drift baseline).",
+                labels=[*labels, names.LABEL_CLASS],
+            )
+            for cls, share in self.m.target_shares:
+                target.add_metric([*lv, cls], share)
+            yield target
         if self.w.drift is not None:
             yield from self._drift(labels, lv, self.w.drift)
         pending = self.w.pending
@@ -252,58 +354,26 @@ class _WindowCollector(Collector):
             evicted.add_metric([*lv, "memory"], pending.evicted)
             evicted.add_metric([*lv, "ttl"], pending.expired)
             yield evicted
-        if self.w.outcomes is not None:
-            yield from self._quality(labels, lv, self.w.outcomes)
 
-    def _drift(self, labels: list[str], lv: list[str], window: FeatureWindow) -> Iterable[Metric]:
-        snaps = window.snapshot()
-        yield _gauge(c.DRIFT_WINDOW_ROWS, "Rows in the drift window.", labels, lv, len(window))
-        psi = GaugeMetricFamily(
-            names.FEATURE_DRIFT_PSI,
-            "Population stability index of a feature over the window vs the training baseline.",
-            labels=[*labels, names.LABEL_FEATURE],
+    def _drift(self, labels: list[str], lv: list[str], counts: FeatureCounts) -> Iterable[Metric]:
+        by = [*labels, names.LABEL_FEATURE, names.LABEL_BIN]
+        rows = CounterMetricFamily(
+            names.FEATURE_BIN_ROWS,
+            "Rows per feature per bin of the training baseline (__missing__: null, NaN or "
+            "absent; __present__: any value of a feature without a baseline).",
+            labels=by,
         )
-        missing = GaugeMetricFamily(
-            names.FEATURE_MISSING_RATIO,
-            "Share of rows in the window where the feature is missing (null/NaN or absent).",
-            labels=[*labels, names.LABEL_FEATURE],
+        for feature, label, n in counts.series():
+            rows.add_metric([*lv, feature, label], n)
+        yield rows
+        shares = GaugeMetricFamily(
+            names.FEATURE_BASELINE_SHARE,
+            "Share of the training rows in each bin of a feature (non-missing rows).",
+            labels=by,
         )
-        for s in snaps:
-            if len(window):
-                missing.add_metric([*lv, s.name], s.missing_ratio)
-            if s.psi is not None:
-                psi.add_metric([*lv, s.name], s.psi)
-        yield psi
-        yield missing
-
-    def _quality(self, labels: list[str], lv: list[str], w: OutcomeWindow) -> Iterable[Metric]:
-        yield _gauge(c.FEEDBACK_WINDOW_ROWS, "Labelled rows in the quality window.", labels, lv,
-                     len(w))  # fmt: skip
-        cls = w.classification()
-        if cls is not None:
-            for name, doc, value in (
-                (c.MODEL_ACCURACY, "Accuracy over the feedback window.", cls.accuracy),
-                (c.MODEL_PRECISION, "Macro precision over the feedback window.", cls.precision),
-                (c.MODEL_RECALL, "Macro recall over the feedback window.", cls.recall),
-                (c.MODEL_F1, "Macro F1 over the feedback window.", cls.f1),
-            ):
-                yield _gauge(name, doc, labels, lv, value)
-            ratio = GaugeMetricFamily(
-                c.FEEDBACK_LABEL_RATIO,
-                "Share of each true label in the feedback window (target drift).",
-                labels=[*labels, names.LABEL_CLASS],
-            )
-            for key, value in cls.label_ratio.items():
-                ratio.add_metric([*lv, key], value)
-            yield ratio
-        reg = w.regression()
-        if reg is not None:
-            yield _gauge(c.MODEL_MAE, "Mean absolute error over the feedback window.", labels,
-                         lv, reg.mae)  # fmt: skip
-            yield _gauge(c.MODEL_RMSE, "Root mean squared error over the feedback window.",
-                         labels, lv, reg.rmse)  # fmt: skip
-            yield _gauge(c.FEEDBACK_LABEL_MEAN, "Mean true value in the feedback window.",
-                         labels, lv, reg.label_mean)  # fmt: skip
+        for feature, label, share in counts.baseline_shares():
+            shares.add_metric([*lv, feature, label], share)
+        yield shares
 
 
 def _gauge(name: str, doc: str, labels: list[str], lv: list[str], value: float) -> Metric:

@@ -20,13 +20,14 @@ import numpy.typing as npt
 from modeldeploy.serving import fault, payload
 from modeldeploy.serving.config import DEFAULT_LATENCY_BUCKETS, ServeConfig
 from modeldeploy.serving.constants import ERR_MODEL, REQUEST_ID_BODY_KEY
-from modeldeploy.serving.drift import FeatureWindow
+from modeldeploy.serving.drift import FeatureCounts
 from modeldeploy.serving.feedback import (
     MAX_LABEL_CHARS,
-    OutcomeWindow,
     PendingPredictions,
     Refusal,
     Task,
+    class_key,
+    invalid_labels,
 )
 from modeldeploy.serving.loader import LoadedModel
 from modeldeploy.serving.metrics import ServingMetrics, Windows, as_floats
@@ -82,17 +83,11 @@ class Runtime:
             self.task = "regression"
         base = model.baseline
         self.windows = Windows(
-            drift=FeatureWindow(
-                model.input_columns, base, config.drift_window, config.drift_min_rows
-            )
-            if config.drift
-            else None,
+            drift=FeatureCounts(model.input_columns, base) if config.drift else None,
             pending=PendingPredictions(config.feedback_max_rows, config.feedback_ttl)
             if config.feedback
             else None,
         )
-        if self.task and config.feedback:
-            self.windows.outcomes = OutcomeWindow(self.task, config.feedback_window)
         value_buckets = config.value_buckets
         target = base.target if base is not None else None
         if not value_buckets and self.task != "classification" and target is not None:
@@ -106,6 +101,8 @@ class Runtime:
             self.windows,
             DEFAULT_LATENCY_BUCKETS,
             value_buckets,
+            classes=known_classes(model),
+            target_shares=target_shares(model) if self.task != "regression" else (),
         )
         self._confidence = model.classifier if config.confidence else None
         # Every k-th request (itertools.count is atomic under the GIL; threads may share it).
@@ -238,8 +235,6 @@ class Runtime:
 
     def _decide_task(self, outputs: npt.NDArray[Any]) -> None:
         self.task = "regression" if outputs.dtype.kind in "fc" else "classification"
-        if self.config.feedback:
-            self.windows.outcomes = OutcomeWindow(self.task, self.config.feedback_window)
         log.info("task inferred from the first prediction", extra={"task": self.task})
 
     def feedback(self, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -288,7 +283,7 @@ class Runtime:
                 f'{MAX_REQUEST_ID} characters) and "labels" (list) or "label"',
                 rid if isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID else None,
             )  # fmt: skip
-        pending, outcomes = self.windows.pending, self.windows.outcomes
+        pending, task = self.windows.pending, self.task
         if pending is None:
             self.metrics.feedback(Refusal.DISABLED)
             return 404, _refused(
@@ -297,7 +292,7 @@ class Runtime:
             )  # fmt: skip
         now = time.monotonic()
         predictions = pending.peek(rid, now)
-        if predictions is None or outcomes is None:
+        if predictions is None or task is None:
             self.metrics.feedback(Refusal.UNKNOWN)
             return 404, _refused(
                 "NOT_FOUND", Refusal.UNKNOWN,
@@ -312,17 +307,17 @@ class Runtime:
                 f"request {rid!r} predicted {len(predictions)} rows, got {len(labels)} labels",
                 rid,
             )  # fmt: skip
-        if outcomes.validate(labels) is not None:
+        if invalid_labels(task, labels):
             self.metrics.feedback(Refusal.INVALID)
             return 400, _refused(
                 "BAD_REQUEST", Refusal.INVALID,
-                f"labels for a {outcomes.task} model must be "
-                + ("finite numbers" if outcomes.task == "regression"
+                f"labels for a {task} model must be "
+                + ("finite numbers" if task == "regression"
                    else f"scalars of at most {MAX_LABEL_CHARS} characters"),
                 rid,
             )  # fmt: skip
         pending.take(rid, now)
-        outcomes.add(labels, predictions)
+        self.metrics.outcomes(labels, predictions, task)
         self.metrics.feedback("accepted")
         return 200, {"request_id": rid, "accepted": True, "rows": len(labels)}
 
@@ -343,6 +338,40 @@ def _refused(code: str, reason: str, message: str, rid: Any = None) -> dict[str,
     if isinstance(rid, str):
         out["request_id"] = rid
     return out
+
+
+def known_classes(model: LoadedModel) -> list[Any]:
+    """The classifier's classes (scikit-learn's `classes_`), else the training labels of the
+    drift baseline's categorical target; empty when neither says."""
+    found = getattr(model.classifier, "classes_", None)
+    if found is not None:
+        return list(np.asarray(found).tolist())
+    target = model.baseline.target if model.baseline is not None else None
+    if target is not None and target.kind == "categorical":
+        return [_class_spelling(c) for c in target.categories]
+    return []
+
+
+def target_shares(model: LoadedModel) -> list[tuple[str, float]]:
+    """(class, share of the training labels) from a categorical target baseline; the share of
+    categories beyond the baseline's list is left out (no class to name it)."""
+    target = model.baseline.target if model.baseline is not None else None
+    if target is None or target.kind != "categorical":
+        return []
+    return [
+        (_class_spelling(c), float(p))
+        for c, p in zip(target.categories, target.proportions, strict=False)
+    ]
+
+
+def _class_spelling(category: str) -> str:
+    """A baseline category as the `class` label the server gives the same class: baselines store
+    str(value), so the float label 1.0 is "1.0" there and "1" in class_key."""
+    try:
+        number = float(category)
+    except ValueError:
+        return category
+    return class_key(number)
 
 
 def _first_line(text: str) -> str:

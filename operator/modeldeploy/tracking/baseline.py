@@ -170,11 +170,12 @@ def _floats(value: Any, where: str) -> tuple[float, ...]:
 
 
 def feature_baseline(
-    name: str, values: Sequence[Any] | Any, bins: int = DEFAULT_BINS
+    name: str, values: Sequence[Any] | Any, bins: int = DEFAULT_BINS, categorical: bool = False
 ) -> FeatureBaseline:
-    """Bin one column: quantile edges for numbers, the most frequent categories otherwise."""
+    """Bin one column: quantile edges for numbers, the most frequent categories otherwise (or
+    when `categorical`, e.g. integer class labels)."""
     arr = np.asarray(values)
-    if arr.dtype.kind in "biuf":
+    if arr.dtype.kind in "biuf" and not categorical:
         x = arr.astype(float)
         present = x[~np.isnan(x)]
         missing = 1.0 - len(present) / len(x) if len(x) else 0.0
@@ -223,8 +224,19 @@ def build_drift_baseline(
         raise ValueError("bins must be at least 2")
     names = list(features) if features is not None else [str(c) for c in df.columns]
     feats = tuple(feature_baseline(n, df[n].to_numpy(), bins) for n in names)
-    tgt = feature_baseline("target", target, bins) if target is not None else None
+    tgt = None
+    if target is not None:
+        tgt = feature_baseline("target", target, bins, categorical=_is_class_label(target))
     return DriftBaseline(features=feats, rows=len(df), target=tgt)
+
+
+def _is_class_label(target: Any) -> bool:
+    """Class labels rather than a regression target: anything but floats, when there are at
+    most MAX_CATEGORIES distinct values (integer labels 0..k-1 of scikit-learn classifiers)."""
+    arr = np.asarray(target)
+    if arr.dtype.kind in "fc" or len(arr) == 0:
+        return False
+    return len(np.unique(arr.astype(str))) <= MAX_CATEGORIES
 
 
 def log_drift_baseline(

@@ -205,7 +205,6 @@ def serve(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def classifier(models: Models, serve: Any) -> Server:
     return serve(
         f"models:/{models.classifier}@champion",
-        "--confidence-sample", "1", "--drift-window", "300", "--drift-min-rows", "100",
         "--max-body-bytes", "50000",
     )  # fmt: skip
 

@@ -103,9 +103,8 @@ def test_prediction_metrics_move(classifier: Server, models: Models) -> None:
     assert delta("prediction_requests_total", code="200") == 4
     assert delta("prediction_class_total", **{"class": "0"}) == 4
     assert delta("prediction_class_total", **{"class": "2"}) == 4
-    assert delta("prediction_confidence_count") == 12  # one per row (sampling at 1.0)
-    rows_before = sum(v for (n, _), v in before.items() if n == "feature_drift_window_rows")
-    assert classifier.value("feature_drift_window_rows") == min(300, rows_before + 12)
+    assert delta("prediction_confidence_count") == 12  # one per row: every request by default
+    assert delta("feature_bin_rows_total", feature="sepal_length") == 12  # one bin per row
     after = classifier.metrics()
     key = frozenset(labels.items())
     assert after[("prediction_requests_in_flight", key)] == 0

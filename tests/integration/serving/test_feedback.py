@@ -1,6 +1,8 @@
-"""Ground truth through /feedback: quality metrics over a window, clear refusals, bounded memory."""
+"""Ground truth through /feedback: outcome counters, clear refusals, bounded memory."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pytest
 
@@ -13,37 +15,41 @@ def predict(server: Server, frame: object) -> tuple[str, list[object]]:
     return r.headers["X-Request-ID"], r.json()["predictions"]
 
 
-def test_true_labels_give_accuracy_precision_recall_f1(classifier: Server, models: Models) -> None:
+def outcomes(server: Server) -> dict[tuple[str, str], float]:
+    return {
+        (dict(ls)["true_class"], dict(ls)["predicted_class"]): v
+        for (n, ls), v in server.metrics().items()
+        if n == "prediction_feedback_outcomes_total"
+    }
+
+
+def test_labels_are_counted_by_true_and_predicted_class(classifier: Server, models: Models) -> None:
     X, y = models.iris
+    before = outcomes(classifier)
+    assert len(before) == 9  # the classifier's three classes: every pair from the start
+    rows_before = classifier.value("prediction_feedback_rows_total")
     picks = [0, 1, 2, 60, 61, 62, 120, 121, 122, 70]
     rid, preds = predict(classifier, X.iloc[picks])
-    r = classifier.post("/feedback", json={"request_id": rid, "labels": y.iloc[picks].tolist()})
-    assert r.status_code == 200 and r.json() == {"request_id": rid, "accepted": True, "rows": 10}
     truth = y.iloc[picks].tolist()
-    expected = sum(int(p == t) for p, t in zip(preds, truth, strict=True)) / len(truth)
-    m = classifier.metrics()
-
-    def get(name: str) -> float:
-        return next(v for (n, _), v in m.items() if n == name)
-
-    assert get("model_feedback_window_rows") >= 10
-    if get("model_feedback_window_rows") == 10:  # first feedback of the session
-        assert get("model_feedback_accuracy") == pytest.approx(expected)
-    for name in ("model_feedback_precision", "model_feedback_recall", "model_feedback_f1"):
-        assert 0 < get(name) <= 1
-    ratios = {dict(ls)["class"]: v for (n, ls), v in m.items() if n == "feedback_label_ratio"}
-    assert set(ratios) >= {"0", "1", "2"}
-
-
-def test_wrong_labels_lower_accuracy(classifier: Server, models: Models) -> None:
-    X, _ = models.iris
-    rid, preds = predict(classifier, X.iloc[[0, 1, 2, 3]])
-    before = classifier.value("model_feedback_accuracy")
-    wrong = [(int(p) + 1) % 3 for p in preds]
-    assert (
-        classifier.post("/feedback", json={"request_id": rid, "labels": wrong}).status_code == 200
-    )
-    assert classifier.value("model_feedback_accuracy") < before
+    r = classifier.post("/feedback", json={"request_id": rid, "labels": truth})
+    assert r.status_code == 200 and r.json() == {"request_id": rid, "accepted": True, "rows": 10}
+    after = outcomes(classifier)
+    sent = Counter((str(t), str(p)) for t, p in zip(truth, preds, strict=True))
+    assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == dict(sent)
+    assert classifier.value("prediction_feedback_rows_total") - rows_before == 10
+    correct = {
+        dict(ls)["correct"]
+        for (n, ls), _ in classifier.metrics().items()
+        if n == "prediction_feedback_outcomes_total" and dict(ls)["true_class"] == "1"
+        and dict(ls)["predicted_class"] == "1"
+    }  # fmt: skip
+    assert correct == {"true"}
+    shares = {
+        dict(ls)["class"]: v
+        for (n, ls), v in classifier.metrics().items()
+        if n == "target_baseline_share"
+    }
+    assert set(shares) == {"0", "1", "2"} and abs(sum(shares.values()) - 1) < 1e-9
 
 
 def test_feedback_for_an_unknown_id_is_refused_and_counted(classifier: Server) -> None:
@@ -91,16 +97,21 @@ def test_malformed_feedback_is_a_400(classifier: Server, body: bytes) -> None:
 
 def test_regressor_feedback_gives_error_metrics(regressor: Server, models: Models) -> None:
     D, t = models.diabetes
+    abs_before = regressor.value("prediction_feedback_absolute_error_total")
+    sq_before = regressor.value("prediction_feedback_squared_error_total")
+    n_before = regressor.value("prediction_feedback_label_value_count")
     rid, preds = predict(regressor, D.head(2))
     truth = t.head(2).tolist()
     r = regressor.post("/feedback", json={"request_id": rid, "labels": truth})
     assert r.status_code == 200
-    mae = regressor.value("model_feedback_mae")
-    assert mae > 0
-    if regressor.value("model_feedback_window_rows") == 2:  # first feedback of the session
-        expected = sum(abs(float(p) - y) for p, y in zip(preds, truth, strict=True)) / 2
-        assert mae == pytest.approx(expected)
-    assert regressor.value("feedback_label_mean") > 0
+    errors = [float(p) - y for p, y in zip(preds, truth, strict=True)]
+    assert regressor.value("prediction_feedback_absolute_error_total") - abs_before == (
+        pytest.approx(sum(abs(e) for e in errors))
+    )
+    assert regressor.value("prediction_feedback_squared_error_total") - sq_before == (
+        pytest.approx(sum(e * e for e in errors))
+    )
+    assert regressor.value("prediction_feedback_label_value_count") - n_before == 2
     refused = regressor.post("/feedback", json={"request_id": "x", "labels": ["high"]})
     assert refused.status_code == 404  # unknown id is checked first
 

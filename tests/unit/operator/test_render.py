@@ -21,6 +21,7 @@ from modeldeploy.api.status import Status
 from modeldeploy.registry.types import ResolvedVersion
 from modeldeploy.render import objects as render
 from modeldeploy.render.objects import RenderContext
+from modeldeploy.render.quality_rules import quality_rules
 from modeldeploy.rollout.planner import MONITORING_KINDS, Context, plan
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -89,6 +90,9 @@ CASES: dict[str, dict[str, Any]] = {
                     "driftPsi": 0.3,
                     "for": "5m",
                     "window": "10m",
+                    "qualityWindow": "1h",
+                    "minRows": 500,
+                    "minAccuracy": 0.9,
                 },
             },
         },
@@ -405,18 +409,23 @@ def by_clauses(expr: str) -> list[set[str]]:
 
 @pytest.mark.parametrize("case", ["default_alias", "custom_alert_thresholds"])
 def test_alert_rules_group_by_the_labels_rollback_matches_on(case: str) -> None:
-    rules = render.alert_rules(context(case))
+    """Alerts and the recording rules they read: every aggregation keeps the three labels."""
+    ctx = context(case)
+    rules = render.alert_rules(ctx)
     assert [r["alert"] for r in rules] == [
         names.ALERT_HIGH_ERROR_RATE,
         names.ALERT_HIGH_LATENCY,
         names.ALERT_DRIFT,
+        *([names.ALERT_LOW_ACCURACY] if case == "custom_alert_thresholds" else []),
     ]
     needed = {names.PROM_NAMESPACE, names.PROM_MODELDEPLOYMENT, names.PROM_MODEL_VERSION}
-    for rule in rules:
+    recorded = quality_rules(ctx.namespace, ctx.name, ctx.spec.monitoring.alerts)
+    for rule in [*rules, *recorded]:
+        what = rule.get("alert") or rule["record"]
         clauses = by_clauses(rule["expr"])
-        assert clauses, rule["alert"]
+        assert clauses or "modeldeploy:" in rule["expr"], what  # recorded series keep them
         for labels in clauses:
-            assert needed <= labels, (rule["alert"], labels)
+            assert needed <= labels, (what, labels)
 
 
 def test_alert_rules_use_the_thresholds_window_and_for_from_the_spec() -> None:
@@ -425,6 +434,11 @@ def test_alert_rules_use_the_thresholds_window_and_for_from_the_spec() -> None:
     assert rules[names.ALERT_HIGH_ERROR_RATE]["expr"].endswith("> 0.01")
     assert rules[names.ALERT_HIGH_LATENCY]["expr"].endswith("> 0.25")
     assert rules[names.ALERT_DRIFT]["expr"].endswith("> 0.3")
+    assert " < 0.9 and " in rules[names.ALERT_LOW_ACCURACY]["expr"]
+    assert rules[names.ALERT_LOW_ACCURACY]["expr"].endswith(">= 500")
+    recorded = quality_rules(ctx.namespace, ctx.name, ctx.spec.monitoring.alerts)
+    windows = {w for r in recorded for w in re.findall(r"\[(\w+)\]", r["expr"])}
+    assert windows == {"1h"}
     assert "[10m]" in rules[names.ALERT_HIGH_ERROR_RATE]["expr"]
     assert "[10m]" in rules[names.ALERT_HIGH_LATENCY]["expr"]
     assert {r["for"] for r in rules.values()} == {"5m"}
@@ -439,6 +453,7 @@ def test_default_alert_thresholds_come_from_the_defaults() -> None:
     assert rules[names.ALERT_HIGH_LATENCY]["expr"].endswith("> 0.5")
     assert "[1m]" in rules[names.ALERT_HIGH_ERROR_RATE]["expr"]
     assert {r["for"] for r in rules.values()} == {"30s"}
+    assert names.ALERT_LOW_ACCURACY not in rules  # only with minAccuracy
 
 
 def promtool() -> str:
@@ -465,7 +480,15 @@ def test_rendered_prometheus_rule_passes_promtool_check_rules(case: str, tmp_pat
         check=False,
     )
     assert result.returncode == 0, f"promtool check rules failed:\n{result.stdout}{result.stderr}"
-    assert "3 rules found" in result.stdout + result.stderr
+    rules = rule["spec"]["groups"][0]["rules"]
+    assert f"{len(rules)} rules found" in result.stdout + result.stderr
+    assert [r["alert"] for r in rules if "alert" in r][:3] == [
+        names.ALERT_HIGH_ERROR_RATE, names.ALERT_HIGH_LATENCY, names.ALERT_DRIFT
+    ]  # fmt: skip
+    # Recording rules come first: an alert reads them in the same evaluation.
+    first_alert = next(i for i, r in enumerate(rules) if "alert" in r)
+    assert all("record" in r for r in rules[:first_alert])
+    assert all("alert" in r for r in rules[first_alert:])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

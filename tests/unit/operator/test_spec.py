@@ -64,6 +64,8 @@ DEFAULTED_FIELDS: list[tuple[str, Callable[[ModelDeploymentSpec], Any], Callable
     ("monitoring.alerts.driftPsi", lambda s: s.monitoring.alerts.drift_psi, float),
     ("monitoring.alerts.for", lambda s: s.monitoring.alerts.for_, str),
     ("monitoring.alerts.window", lambda s: s.monitoring.alerts.window, str),
+    ("monitoring.alerts.qualityWindow", lambda s: s.monitoring.alerts.quality_window, str),
+    ("monitoring.alerts.minRows", lambda s: s.monitoring.alerts.min_rows, int),
     ("rollback.enabled", lambda s: s.rollback.enabled, bool),
     ("rollback.onAlerts", lambda s: s.rollback.on_alerts, tuple),
 ]
@@ -83,6 +85,7 @@ def test_minimal_spec_gets_the_documented_defaults() -> None:
     a = s.monitoring.alerts
     assert (a.enabled, a.error_rate, a.latency_p99, a.drift_psi) == (True, 0.05, 0.5, 0.2)
     assert (a.for_, a.window) == ("30s", "1m")
+    assert (a.quality_window, a.min_rows, a.min_accuracy) == ("10m", 100, None)
     assert s.rollback.enabled is True
     assert s.rollback.on_alerts == (names.ALERT_HIGH_ERROR_RATE, names.ALERT_HIGH_LATENCY)
 

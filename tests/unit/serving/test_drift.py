@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeldeploy.serving.drift import FeatureWindow, psi
+from modeldeploy.names import BIN_MISSING, BIN_PRESENT
+from modeldeploy.serving.drift import FeatureCounts, psi
 from modeldeploy.tracking.baseline import build_drift_baseline
 
 RNG = np.random.default_rng(7)
@@ -20,8 +21,16 @@ def baseline_frame(n: int = 5000) -> pd.DataFrame:
     )
 
 
-def by_name(window: FeatureWindow) -> dict[str, object]:
-    return {s.name: s for s in window.snapshot()}
+def counts(fc: FeatureCounts) -> dict[tuple[str, str], int]:
+    return {(f, b): n for f, b, n in fc.series()}
+
+
+def window_psi(fc: FeatureCounts, feature: str) -> float:
+    """PSI of one feature from the exported series, the way the recording rule computes it."""
+    rows = {b: n for (f, b), n in counts(fc).items() if f == feature and b != BIN_MISSING}
+    shares = {b: p for f, b, p in fc.baseline_shares() if f == feature}
+    total = sum(rows.values())
+    return psi([shares[b] for b in shares], [rows[b] / total for b in shares])
 
 
 def test_psi_is_zero_for_identical_distributions() -> None:
@@ -39,77 +48,71 @@ def test_psi_of_an_empty_bin_is_large_but_finite() -> None:
     assert math.isfinite(value) and value > 1
 
 
-def test_window_psi_stays_low_on_baseline_like_data() -> None:
+def test_psi_stays_low_on_baseline_like_data() -> None:
     base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow([], base, size=2000, min_rows=100)
-    w.observe(baseline_frame(2000))
-    snaps = by_name(w)
-    assert all(snaps[n].psi is not None and snaps[n].psi < 0.05 for n in ("x", "y", "color"))
+    fc = FeatureCounts([], base)
+    fc.observe(baseline_frame(2000))
+    assert all(window_psi(fc, n) < 0.05 for n in ("x", "y", "color"))
 
 
-def test_window_psi_rises_on_shifted_feature_only() -> None:
+def test_psi_rises_on_shifted_feature_only() -> None:
     base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow([], base, size=2000, min_rows=100)
+    fc = FeatureCounts([], base)
     shifted = baseline_frame(2000)
     shifted["x"] = shifted["x"] + 2.0
-    w.observe(shifted)
-    snaps = by_name(w)
-    assert snaps["x"].psi > 1.0
-    assert snaps["y"].psi < 0.05
+    fc.observe(shifted)
+    assert window_psi(fc, "x") > 1.0
+    assert window_psi(fc, "y") < 0.05
 
 
-def test_window_slides_old_rows_out() -> None:
+def test_every_bin_is_exported_from_the_start_and_counts_add_up() -> None:
     base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow([], base, size=500, min_rows=100)
-    shifted = baseline_frame(500)
-    shifted["x"] = shifted["x"] + 3
-    w.observe(shifted)
-    assert by_name(w)["x"].psi > 1
-    for _ in range(50):  # 10-row batches push every shifted row out
-        w.observe(baseline_frame(10))
-    assert len(w) == 500
-    assert by_name(w)["x"].psi < 0.1
-    assert w.counts.sum() == 500 * len(w.names)
-
-
-def test_window_counts_equal_a_recount_after_many_small_batches() -> None:
-    base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow([], base, size=37, min_rows=1)
+    fc = FeatureCounts([], base)
+    before = counts(fc)
+    assert before and set(before.values()) == {0}  # increase() needs the zero sample
+    assert {b for f, b in before if f == "color"} == {"red", "green", "blue", "__other__",
+                                                      BIN_MISSING}  # fmt: skip
+    assert len([b for f, b in before if f == "x"]) == base.features[0].bins + 1
     frames = [baseline_frame(int(k)) for k in RNG.integers(1, 9, 40)]
     for f in frames:
-        w.observe(f)
-    last = pd.concat(frames).tail(37)
-    fresh = FeatureWindow([], base, size=37, min_rows=1)
-    fresh.observe(last)
-    assert np.array_equal(w.counts, fresh.counts)
+        fc.observe(f)
+    fresh = FeatureCounts([], base)
+    fresh.observe(pd.concat(frames))
+    assert counts(fc) == counts(fresh)
+    total = sum(len(f) for f in frames)
+    assert all(sum(n for (f, _), n in counts(fc).items() if f == name) == total
+               for name in ("x", "y", "color"))  # fmt: skip
 
 
-def test_no_psi_below_min_rows() -> None:
+def test_baseline_shares_are_the_training_proportions() -> None:
     base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow([], base, size=1000, min_rows=100)
-    w.observe(baseline_frame(99))
-    assert by_name(w)["x"].psi is None
+    shares = {(f, b): p for f, b, p in FeatureCounts([], base).baseline_shares()}
+    color = base.features[2]
+    assert shares[("color", color.categories[0])] == color.proportions[0]
+    assert sum(p for (f, _), p in shares.items() if f == "x") == pytest.approx(1.0)
 
 
 def test_missing_values_and_absent_columns_count_as_missing() -> None:
     base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow(["z"], base, size=100, min_rows=1)
+    fc = FeatureCounts(["z"], base)
     f = baseline_frame(10)
     f.loc[:4, "x"] = np.nan
     f["color"] = f["color"].astype(object)
     f.loc[:1, "color"] = None
     f["z"] = [np.nan, np.nan, np.nan] + [1.0] * 7
-    w.observe(f.drop(columns=["y"]))
-    snaps = by_name(w)
-    assert snaps["x"].missing_ratio == pytest.approx(0.5)
-    assert snaps["y"].missing_ratio == pytest.approx(1.0)
-    assert snaps["color"].missing_ratio == pytest.approx(0.2)
-    assert snaps["z"].missing_ratio == pytest.approx(0.3)  # signature-only feature, no PSI
-    assert snaps["z"].psi is None
+    fc.observe(f.drop(columns=["y"]))
+    c = counts(fc)
+    assert c[("x", BIN_MISSING)] == 5
+    assert c[("y", BIN_MISSING)] == 10
+    assert c[("color", BIN_MISSING)] == 2
+    # A signature-only feature: present or missing, no baseline share.
+    assert c[("z", BIN_MISSING)] == 3 and c[("z", BIN_PRESENT)] == 7
+    assert not [1 for f, _, _ in fc.baseline_shares() if f == "z"]
 
 
 def test_unseen_categories_land_in_the_other_bin() -> None:
     base = build_drift_baseline(baseline_frame())
-    w = FeatureWindow([], base, size=200, min_rows=10)
-    w.observe(pd.DataFrame({"x": [0.0] * 200, "y": [1.0] * 200, "color": ["purple"] * 200}))
-    assert by_name(w)["color"].psi > 1
+    fc = FeatureCounts([], base)
+    fc.observe(pd.DataFrame({"x": [0.0] * 200, "y": [1.0] * 200, "color": ["purple"] * 200}))
+    assert counts(fc)[("color", "__other__")] == 200
+    assert window_psi(fc, "color") > 1

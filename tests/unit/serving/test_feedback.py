@@ -1,7 +1,12 @@
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from modeldeploy.serving.feedback import OutcomeWindow, PendingPredictions, Refusal, class_key
+from modeldeploy.serving.feedback import (
+    PendingPredictions,
+    class_key,
+    classification_stats,
+    invalid_labels,
+)
 
 
 def test_pending_prediction_is_taken_once() -> None:
@@ -49,55 +54,25 @@ def test_class_keys_agree_across_json_and_numpy(value: object, key: str) -> None
 def test_classification_stats_match_sklearn_macro_averages() -> None:
     y_true = [0, 1, 2, 2, 1, 0, 1, 2, 2, 0]
     y_pred = [0, 2, 2, 2, 1, 0, 0, 1, 2, 0]
-    w = OutcomeWindow("classification", size=100)
-    w.add(y_true, y_pred)
-    s = w.classification()
+    s = classification_stats(
+        [(class_key(t), class_key(p)) for t, p in zip(y_true, y_pred, strict=True)]
+    )
     assert s is not None
     assert s.accuracy == pytest.approx(accuracy_score(y_true, y_pred))
     assert s.precision == pytest.approx(precision_score(y_true, y_pred, average="macro"))
     assert s.recall == pytest.approx(recall_score(y_true, y_pred, average="macro"))
     assert s.f1 == pytest.approx(f1_score(y_true, y_pred, average="macro"))
-    assert s.label_ratio == {"0": 0.3, "1": 0.3, "2": 0.4}
-
-
-def test_outcome_window_keeps_only_the_last_rows() -> None:
-    w = OutcomeWindow("classification", size=4)
-    w.add([0] * 10, [1] * 10)
-    w.add([1] * 4, [1] * 4)
-    s = w.classification()
-    assert s is not None and s.accuracy == 1.0 and len(w) == 4
-
-
-def test_regression_stats() -> None:
-    w = OutcomeWindow("regression", size=10)
-    w.add([1.0, 2.0, 3.0], [2.0, 2.0, 5.0])
-    s = w.regression()
-    assert s is not None
-    assert s.mae == pytest.approx(1.0)
-    assert s.rmse == pytest.approx((5 / 3) ** 0.5)
-    assert s.label_mean == pytest.approx(2.0)
+    assert classification_stats([]) is None
 
 
 def test_regression_labels_must_be_numbers() -> None:
-    w = OutcomeWindow("regression")
-    assert w.validate([1.0, "x"]) == Refusal.INVALID
-    assert w.validate([1, 2.5]) is None
-    assert OutcomeWindow("classification").validate([{"a": 1}]) == Refusal.INVALID
+    assert invalid_labels("regression", [1.0, "x"])
+    assert not invalid_labels("regression", [1, 2.5])
+    assert invalid_labels("regression", [float("inf")])
+    assert invalid_labels("classification", [{"a": 1}])
 
 
 def test_long_labels_are_refused() -> None:
-    w = OutcomeWindow("classification")
-    assert w.validate(["x" * 128]) is None
-    assert w.validate(["x" * 129]) == Refusal.INVALID
-    assert w.validate([10**200]) == Refusal.INVALID  # a number spelled with 201 digits
-
-
-def test_label_ratio_names_the_first_labels_and_pools_the_rest() -> None:
-    w = OutcomeWindow("classification", size=100, max_classes=2)
-    w.add(["a", "b", "a"], ["a", "a", "a"])
-    w.add(["c", "d"], ["c", "a"])  # seen after the bound: pooled, even when frequent later
-    w.add(["c", "c"], ["c", "c"])
-    s = w.classification()
-    assert s is not None
-    assert s.label_ratio == pytest.approx({"a": 2 / 7, "b": 1 / 7, "__other__": 4 / 7})
-    assert s.accuracy == pytest.approx(5 / 7)  # pooling is for the export only
+    assert not invalid_labels("classification", ["x" * 128])
+    assert invalid_labels("classification", ["x" * 129])
+    assert invalid_labels("classification", [10**200])  # a number spelled with 201 digits
