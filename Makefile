@@ -5,11 +5,12 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+SINCE ?= 1h
 STACK := $(PY) dev/stack.py
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@dev/build-tools.sh --system-deps python3-venv
@@ -81,6 +82,10 @@ bench: system-deps install tools ## Run the benchmarks and rewrite docs/benchmar
 .PHONY: dashboards
 dashboards: install ## Regenerate the Grafana dashboards in charts/modeldeploy/dashboards/ (a test checks them)
 	$(PY) dev/dashboards.py
+
+.PHONY: dashboard-pictures
+dashboard-pictures: install ## Draw every dashboard panel from the stack's Prometheus into docs/dashboards/ (SINCE=1h)
+	$(PY) dev/dashboard_pictures.py --out docs/dashboards --since $(SINCE)
 
 .PHONY: chart-sync
 chart-sync: ## Copy crds/ into the Helm chart and manifests/crds (generated copies; a test checks them)

@@ -42,8 +42,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
 from grafana_foundation_sdk.models import dashboard as dm  # noqa: E402
 from grafana_foundation_sdk.models.common import (  # noqa: E402
     GraphDrawStyle,
+    GraphThresholdsStyleMode,
     LegendDisplayMode,
     LegendPlacement,
+    LineInterpolation,
     StackingMode,
     VisibilityMode,
 )
@@ -51,6 +53,8 @@ from grafana_foundation_sdk.models.heatmap import HeatmapColorMode  # noqa: E402
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat  # noqa: E402
 
 from modeldeploy import names  # noqa: E402
+from modeldeploy.api.spec import AlertsSpec  # noqa: E402
+from modeldeploy.serving.metrics import CONFIDENCE_BUCKETS  # noqa: E402
 
 sys.path.insert(0, str(REPO / "dev"))
 import generated  # noqa: E402  (dev/ is not a package)
@@ -75,6 +79,12 @@ OP_OUTCOME = "outcome"
 
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"
+# The quality dashboard's reference lines: the default drift alert threshold (spec
+# monitoring.alerts.driftPsi) and what counts as a low-confidence prediction (a bucket edge of
+# prediction_confidence, or the share's query would match no bucket).
+DRIFT_PSI = AlertsSpec().drift_psi
+LOW_CONFIDENCE = 0.6
+assert LOW_CONFIDENCE in CONFIDENCE_BUCKETS
 
 
 # --- variables --------------------------------------------------------------------------------
@@ -248,6 +258,23 @@ def quantiles(metric: str, selector: str, by: str, legend: str) -> list[Q]:
     ]
 
 
+def threshold_line(panel: timeseries.Panel, value: float) -> timeseries.Panel:
+    """A dashed red line at `value` (an alert threshold) across a time series."""
+    steps = [dm.Threshold(value=None, color="green"), dm.Threshold(value=value, color="red")]
+    return panel.thresholds(
+        dashboard.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+    ).thresholds_style(common.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+
+
+def dashed(panel: timeseries.Panel, ref_id: str) -> timeseries.Panel:
+    """Draws the series of query `ref_id` dashed: a reference (the training data) to compare
+    the solid lines with."""
+    style = {"fill": "dash", "dash": [10, 10]}
+    return panel.override_by_query(
+        ref_id, [dm.DynamicConfigValue(id_val="custom.lineStyle", value=style)]
+    )
+
+
 def build(
     uid: str, title: str, description: str, variables: Sequence[cogbuilder.Builder[Any]]
 ) -> dashboard.Dashboard:
@@ -268,6 +295,33 @@ def build(
 # --- Model serving ----------------------------------------------------------------------------
 
 
+def serving_variables() -> list[cogbuilder.Builder[Any]]:
+    """namespace, modeldeployment, model, version: listed from model_version_info, which every
+    serving pod exports (the serving and quality dashboards)."""
+    ns, md = names.PROM_NAMESPACE, names.PROM_MODELDEPLOYMENT
+    mn, mv = names.PROM_MODEL_NAME, names.PROM_MODEL_VERSION
+    info = names.MODEL_VERSION_INFO
+    return [
+        datasource_variable(),
+        label_variable("namespace", "Namespace", f"label_values({info}, {ns})"),
+        label_variable(
+            "modeldeployment",
+            "ModelDeployment",
+            f"label_values({info}{sel(**{ns: '$namespace'})}, {md})",
+        ),
+        label_variable(
+            "model",
+            "Model",
+            f"label_values({info}{sel(**{ns: '$namespace', md: '$modeldeployment'})}, {mn})",
+        ),
+        label_variable(
+            "version",
+            "Version",
+            f"label_values({info}{sel(**{ns: '$namespace', md: '$modeldeployment', mn: '$model'})}, {mv})",  # noqa: E501
+        ),
+    ]
+
+
 def serving() -> dashboard.Dashboard:
     ns, md = names.PROM_NAMESPACE, names.PROM_MODELDEPLOYMENT
     mn, mv = names.PROM_MODEL_NAME, names.PROM_MODEL_VERSION
@@ -284,25 +338,7 @@ def serving() -> dashboard.Dashboard:
         "modeldeploy / Model serving",
         "Traffic, errors, latency and resources of the serving pods of ModelDeployments, by "
         "model and version (docs/dashboards.md).",
-        [
-            datasource_variable(),
-            label_variable("namespace", "Namespace", f"label_values({info}, {ns})"),
-            label_variable(
-                "modeldeployment",
-                "ModelDeployment",
-                f"label_values({info}{sel(**{ns: '$namespace'})}, {md})",
-            ),
-            label_variable(
-                "model",
-                "Model",
-                f"label_values({info}{sel(**{ns: '$namespace', md: '$modeldeployment'})}, {mn})",
-            ),
-            label_variable(
-                "version",
-                "Version",
-                f"label_values({info}{sel(**{ns: '$namespace', md: '$modeldeployment', mn: '$model'})}, {mv})",  # noqa: E501
-            ),
-        ],
+        serving_variables(),
     )
     d.with_row(dashboard.Row("Traffic and errors").id(101))
     d.with_panel(
@@ -440,6 +476,218 @@ def serving() -> dashboard.Dashboard:
             ],
             "bytes",
             w=8,
+        )
+    )
+    return d
+
+
+# --- Model quality ----------------------------------------------------------------------------
+
+
+def quality() -> dashboard.Dashboard:
+    """Confidence, drift and live accuracy. Raw serving series (S) carry all four variables'
+    labels; the recording rules' series (R) lose model_name, so they follow namespace,
+    modeldeployment and version only (docs/dashboards.md lists them)."""
+    ns, md = names.PROM_NAMESPACE, names.PROM_MODELDEPLOYMENT
+    mn, mv, cl = names.PROM_MODEL_NAME, names.PROM_MODEL_VERSION, names.LABEL_CLASS
+    s = sel(**{ns: "$namespace", md: "$modeldeployment", mn: "$model", mv: "$version"})
+    r = sel(**{ns: "$namespace", md: "$modeldeployment", mv: "$version"})
+    low = s[:-1] + f', le="{LOW_CONFIDENCE:g}"' + "}"
+    by = f"{mn}, {mv}"
+    who = f"{{{{{mn}}}}} v{{{{{mv}}}}}"
+    rwho = f"{{{{{md}}}}} v{{{{{mv}}}}}"
+    no_name = " Recorded series have no model_name: the Model variable does not filter it."
+    conf, target = names.PREDICTION_CONFIDENCE, names.TARGET_BASELINE_SHARE
+    training = Q(
+        f"max by ({md}, {mv}, {cl}) ({target}{s})", f"training: {rwho} {{{{{cl}}}}}"
+    )  # each pod exports the baseline: one series per version and class
+
+    def rec(rule: str, legend: str = "") -> Q:
+        return Q(f"{rule}{r}", f"{rwho}{legend}")
+
+    d = build(
+        "modeldeploy-quality",
+        "modeldeploy / Model quality",
+        "How good the served models are: prediction confidence, predicted-class, input and "
+        "target drift against the training data, and accuracy from /feedback labels, from the "
+        "serving pods' counters and the operator's recording rules (docs/dashboards.md).",
+        serving_variables(),
+    )
+    d.with_row(dashboard.Row("Confidence").id(110))
+    d.with_panel(
+        common_panel(
+            heatmap.Panel(),
+            1,
+            "Confidence distribution",
+            "prediction_confidence: the top class probability of each predicted row "
+            "(classifiers with predict_proba), by bucket over time; rows per second.",
+            [Q(f"sum by (le) (rate({conf}_bucket{s}[{RATE}]))", "{{le}}", heatmap=True)],
+            12,
+            8,
+        )
+        .calculate(False)
+        .y_axis(heatmap.YAxisConfig().unit("percentunit"))
+        .cell_values(heatmap.CellValues().unit("short"))
+        .color(
+            heatmap.HeatmapColorOptions().mode(HeatmapColorMode.SCHEME).scheme("Spectral").steps(64)
+        )
+    )
+    d.with_panel(
+        ts(
+            2,
+            "Low-confidence share and median confidence",
+            f"Share of predicted rows whose top class probability is at most {LOW_CONFIDENCE:g} "
+            "(prediction_confidence bucket / count), and the median confidence "
+            "(histogram_quantile over the buckets), by model and version.",
+            [
+                Q(
+                    f"sum by ({by}) (rate({conf}_bucket{low}[{RATE}])) / "
+                    f"sum by ({by}) (rate({conf}_count{s}[{RATE}]))",
+                    f"{who} ≤ {LOW_CONFIDENCE:g}",
+                ),
+                Q(
+                    f"histogram_quantile(0.5, sum by (le, {by}) (rate({conf}_bucket{s}[{RATE}])))",
+                    f"{who} median",
+                ),
+            ],
+            "percentunit",
+        )
+    )
+    d.with_row(dashboard.Row("Predictions against training").id(111))
+    d.with_panel(
+        dashed(
+            ts(
+                3,
+                "Predicted-class shares vs training",
+                "Share of predictions per class over the quality window (recording rule "
+                "modeldeploy:prediction_class_share), solid, against each class's share of the "
+                "training labels (target_baseline_share), dashed." + no_name,
+                [rec(names.REC_CLASS_SHARE, f" {{{{{cl}}}}}"), training],
+                "percentunit",
+            ),
+            "B",
+        )
+    )
+    d.with_panel(
+        threshold_line(
+            ts(
+                4,
+                "Output drift (PSI)",
+                "PSI of the predicted-class shares against the training labels' shares "
+                "(modeldeploy:output_drift_psi), once the window has enough predictions. "
+                f"Dashed line: the default drift threshold {DRIFT_PSI:g}." + no_name,
+                [rec(names.REC_OUTPUT_PSI)],
+                "none",
+            ),
+            DRIFT_PSI,
+        )
+    )
+    d.with_row(dashboard.Row("Input drift").id(112))
+    d.with_panel(
+        threshold_line(
+            ts(
+                5,
+                "Feature drift (PSI) by feature",
+                "PSI of each feature's live bins against its training baseline "
+                "(modeldeploy:feature_drift_psi over feature_bin_rows_total and "
+                "feature_baseline_share). Dashed line: the default threshold "
+                f"{DRIFT_PSI:g} of ModelInputDrift (a ModelDeployment may set its own "
+                "driftPsi)." + no_name,
+                [rec(names.REC_FEATURE_PSI, f" {{{{{names.LABEL_FEATURE}}}}}")],
+                "none",
+            ),
+            DRIFT_PSI,
+        )
+    )
+    d.with_panel(
+        ts(
+            6,
+            "Missing values by feature",
+            "Share of rows with the feature null, NaN or absent over the quality window "
+            "(modeldeploy:feature_missing_ratio)." + no_name,
+            [rec(names.REC_FEATURE_MISSING, f" {{{{{names.LABEL_FEATURE}}}}}")],
+            "percentunit",
+        )
+    )
+    d.with_row(dashboard.Row("Live accuracy (feedback labels)").id(113))
+    d.with_panel(
+        ts(
+            7,
+            "Accuracy, precision, recall, F1",
+            "From the labels sent to /feedback over the quality window: accuracy and macro "
+            "precision, recall and F1 over the classes seen (modeldeploy:feedback_accuracy, "
+            "_precision, _recall, _f1)." + no_name,
+            [
+                rec(names.REC_ACCURACY, " accuracy"),
+                rec(names.REC_PRECISION, " precision"),
+                rec(names.REC_RECALL, " recall"),
+                rec(names.REC_F1, " F1"),
+            ],
+            "percentunit",
+        )
+    )
+    d.with_panel(
+        stat_panel(
+            8,
+            "Current accuracy",
+            "The latest modeldeploy:feedback_accuracy of each version (what ModelLowAccuracy "
+            "compares with minAccuracy)." + no_name,
+            [Q(f"{names.REC_ACCURACY}{r}", rwho, instant=True)],
+            "percentunit",
+            h=8,
+        )
+    )
+    d.with_panel(
+        ts(
+            9,
+            "Labelled rows per second",
+            "Rows with a true label sent to /feedback (prediction_feedback_rows_total): what "
+            "the accuracy and target drift figures rest on.",
+            [Q(f"sum by ({by}) (rate({names.FEEDBACK_ROWS}{s}[{RATE}]))", who)],
+            "short",
+            w=6,
+        )
+    )
+    d.with_row(dashboard.Row("Target drift").id(114))
+    d.with_panel(
+        threshold_line(
+            ts(
+                10,
+                "Target drift (PSI)",
+                "PSI of the feedback labels' class shares against the training labels' shares "
+                "(modeldeploy:target_drift_psi), once the window has enough labelled rows. "
+                f"Dashed line: the default drift threshold {DRIFT_PSI:g}." + no_name,
+                [rec(names.REC_TARGET_PSI)],
+                "none",
+            ),
+            DRIFT_PSI,
+        )
+    )
+    d.with_panel(
+        dashed(
+            ts(
+                11,
+                "Label shares vs training",
+                "Share of each true class among the feedback labels "
+                "(modeldeploy:feedback_label_share), solid, against its share of the training "
+                "labels (target_baseline_share), dashed." + no_name,
+                [rec(names.REC_LABEL_SHARE, f" {{{{{cl}}}}}"), training],
+                "percentunit",
+            ),
+            "B",
+        )
+    )
+    d.with_row(dashboard.Row("Regressors").id(115))
+    d.with_panel(
+        ts(
+            12,
+            "MAE / RMSE",
+            "Regressors' mean absolute and root mean squared error of the predictions against "
+            "the feedback labels over the quality window (modeldeploy:feedback_mae, "
+            "modeldeploy:feedback_rmse), in the target's unit." + no_name,
+            [rec(names.REC_MAE, " MAE"), rec(names.REC_RMSE, " RMSE")],
+            "none",
+            w=24,
         )
     )
     return d
@@ -817,6 +1065,37 @@ def pipeline() -> dashboard.Dashboard:
             rename={"Value": "triggers"},
         )
     )
+    mt = names.PIPELINE_LABEL_METRIC
+    d.with_row(dashboard.Row("Training metrics").id(109))
+    d.with_panel(
+        ts(
+            10,
+            "Training metrics by run",
+            "Figures the stages record with s.metric(name, value) "
+            "(modeldeploy_pipeline_stage_metric), one line per pipeline, stage and metric. The "
+            "Pushgateway keeps each run's value until the next run, so every run is one step: "
+            "the last N runs in the time range are the last N steps.",
+            [Q(f"max by ({by}, {mt}) ({names.PIPELINE_STAGE_METRIC}{p})", f"{who} {{{{{mt}}}}}")],
+            "none",
+            w=16,
+        ).line_interpolation(LineInterpolation.STEP_AFTER)
+    )
+    d.with_panel(
+        table_panel(
+            11,
+            "Latest training metrics",
+            "The value of each metric in the last run of each stage that reported metrics.",
+            [
+                Q(
+                    f"max by ({by}, {mt}) ({names.PIPELINE_STAGE_METRIC}{p})",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            w=8,
+            rename={"Value": "value"},
+        )
+    )
     return d
 
 
@@ -824,6 +1103,7 @@ DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "modeldeploy-serving.json": serving,
     "modeldeploy-rollouts.json": rollouts,
     "modeldeploy-pipeline.json": pipeline,
+    "modeldeploy-quality.json": quality,
 }
 
 

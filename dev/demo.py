@@ -281,7 +281,22 @@ def approval_gate(env: dict[str, str], client: Any, version: str) -> None:
     print(f"   version {version} serving {took:.1f}s after the approval (registry webhook)")
 
 
+def dashboard_pictures(stack: devstack.Stack, env: dict[str, str], started: float) -> None:
+    """The dashboards' panels over the demo's time span, drawn from Prometheus without a Grafana
+    (dev/dashboard_pictures.py). The demo has succeeded by now: a failure here is a warning."""
+    out = stack.root / "dashboards"
+    try:
+        from dashboard_pictures import render_all
+
+        render_all(env["PROMETHEUS_URL"], out, started, time.time(), {"namespace": NAMESPACE})
+    except Exception as exc:
+        print(f"   warning: no dashboard pictures ({type(exc).__name__}: {exc})")
+        return
+    print(f"   Dashboard pictures: {out / 'index.md'}")
+
+
 def main() -> int:
+    started = time.time()
     stack = devstack.Stack()
     env = {**os.environ, **stack.env()}
     env["PATH"] = ":".join(stack.state()["cluster"]["path"]) + ":" + os.environ["PATH"]
@@ -423,6 +438,9 @@ def main() -> int:
            .set_registered_model_alias('{MODEL}', 'champion', '1')"
 
    Stop everything:  make stack-down""")
+
+    say("Dashboard pictures of the demo (no Grafana needed)")
+    dashboard_pictures(stack, env, started)
     return 0
 
 

@@ -130,7 +130,8 @@ MLFLOW_GIT_COMMIT_TAG: Final = "mlflow.source.git.commit"
 
 # --- Pipeline monitoring (modeldeploy.tracking.pipeline; rules: render/pipeline_rules.py) -------
 # Batch jobs push these to a Prometheus Pushgateway, one group per (job, pipeline, stage): the
-# grouping key's labels land on every series, so the metrics themselves carry only `check`.
+# grouping key's labels land on every series, so the metrics themselves carry only `check` or
+# `metric`.
 # Pushes are POSTs (pushadd): a push replaces the series of the metric names it sends and keeps
 # the others, so a failed run keeps the last success timestamp of an earlier run.
 PIPELINE_JOB: Final = "modeldeploy-pipeline"  # value of the `job` grouping label

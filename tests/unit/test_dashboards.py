@@ -25,11 +25,13 @@ TITLES = {
     "modeldeploy-serving": "modeldeploy / Model serving",
     "modeldeploy-rollouts": "modeldeploy / Rollouts",
     "modeldeploy-pipeline": "modeldeploy / Pipeline",
+    "modeldeploy-quality": "modeldeploy / Model quality",
 }
 VARIABLES = {
     "modeldeploy-serving": ["datasource", "namespace", "modeldeployment", "model", "version"],
     "modeldeploy-rollouts": ["datasource", "namespace", "modeldeployment", "model", "version"],
     "modeldeploy-pipeline": ["datasource", "pipeline", "stage"],
+    "modeldeploy-quality": ["datasource", "namespace", "modeldeployment", "model", "version"],
 }
 CADVISOR = {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -37,6 +39,9 @@ PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool"
 
 SERVING = {"namespace", "modeldeployment", "model", "version"}
 MD_ONLY = {"namespace", "modeldeployment"}
+RECORDED = {"namespace", "modeldeployment", "version"}  # recording rules drop model_name
+# The quality recording rules' series (names.REC_*), labelled by render/quality_rules.BY.
+REC_METRICS = {v for k, v in vars(names).items() if k.startswith("REC_")}
 # Which template variables filter a metric's series: the ones that are labels of it (or, for
 # cAdvisor, that the query joins in). docs/dashboards.md lists the exceptions.
 APPLIES: dict[str, set[str]] = {
@@ -45,6 +50,10 @@ APPLIES: dict[str, set[str]] = {
     names.PREDICTION_LATENCY: SERVING,
     names.PREDICTIONS_IN_FLIGHT: SERVING,
     names.MODEL_VERSION_INFO: SERVING,
+    names.PREDICTION_CONFIDENCE: SERVING,
+    names.TARGET_BASELINE_SHARE: SERVING,
+    names.FEEDBACK_ROWS: SERVING,
+    **dict.fromkeys(REC_METRICS, RECORDED),
     "container_cpu_usage_seconds_total": MD_ONLY,
     "container_memory_working_set_bytes": MD_ONLY,
     names.OP_ROLLOUT_STATUS: MD_ONLY,
@@ -64,6 +73,7 @@ APPLIES: dict[str, set[str]] = {
     names.PIPELINE_STAGE_ROWS_OUT: {"pipeline", "stage"},
     names.PIPELINE_CHECK_PASSED: {"pipeline", "stage"},
     names.PIPELINE_CHECK_VALUE: {"pipeline", "stage"},
+    names.PIPELINE_STAGE_METRIC: {"pipeline", "stage"},
     names.PIPELINE_RETRAINING_TRIGGER: {"pipeline"},  # one group per (pipeline, reason)
 }
 
@@ -267,7 +277,7 @@ def test_operator_queries_match_only_labels_the_operator_exports() -> None:
             assert any(labels <= exported[m] for m in metrics), f"{title}: by ({grouped})"
 
 
-def test_serving_and_pipeline_queries_match_only_exported_labels() -> None:
+def test_serving_quality_and_pipeline_queries_match_only_exported_labels() -> None:
     # Serving: the runtime's model_name/model_version, the ServiceMonitor's namespace and
     # modeldeployment (docs/operator.md), per-metric extras; cAdvisor's namespace/pod/container.
     serving = {names.PROM_NAMESPACE, names.PROM_MODELDEPLOYMENT}
@@ -278,17 +288,22 @@ def test_serving_and_pipeline_queries_match_only_exported_labels() -> None:
         names.PREDICTION_LATENCY + "_bucket": serving,
         names.PREDICTIONS_IN_FLIGHT: serving,
         names.MODEL_VERSION_INFO: serving,
+        names.PREDICTION_CONFIDENCE + "_bucket": serving | {"le"},
+        names.PREDICTION_CONFIDENCE + "_count": serving,
+        names.TARGET_BASELINE_SHARE: serving,
+        names.FEEDBACK_ROWS: serving,
+        **dict.fromkeys(REC_METRICS, serving - {names.PROM_MODEL_NAME}),
         **dict.fromkeys(CADVISOR, frozenset({"namespace", "pod", "container"})),
     }
     stage = {names.PIPELINE_LABEL_PIPELINE, names.PIPELINE_LABEL_STAGE}
     for key in APPLIES:
         if key.startswith("modeldeploy_pipeline_"):
-            allowed[key] = stage | {names.PIPELINE_LABEL_CHECK}
+            allowed[key] = stage | {names.PIPELINE_LABEL_CHECK, names.PIPELINE_LABEL_METRIC}
     allowed[names.PIPELINE_RETRAINING_TRIGGER] = {
         names.PIPELINE_LABEL_PIPELINE,
         names.PIPELINE_LABEL_REASON,
     }
-    for stem in ("modeldeploy-serving", "modeldeploy-pipeline"):
+    for stem in ("modeldeploy-serving", "modeldeploy-pipeline", "modeldeploy-quality"):
         for title, expr in exprs(dashboards()[stem]):
             for metric, labels in selectors(expr):
                 assert labels <= allowed[metric], f"{stem}/{title}: {metric} {labels}"

@@ -121,7 +121,8 @@ def quality_rules(namespace: str, name: str, alerts: AlertsSpec) -> list[dict[st
         # Target drift: the labels' shares against the training labels' shares.
         rec(
             n.REC_LABEL_SHARE,
-            f"{labelled} / ignoring ({n.LABEL_CLASS}) group_left() (sum by ({BY}) ({labelled}) > 0)",
+            f"{labelled} / ignoring ({n.LABEL_CLASS}) group_left()"
+            f" (sum by ({BY}) ({labelled}) > 0)",
         ),
         rec(
             n.REC_TARGET_PSI,

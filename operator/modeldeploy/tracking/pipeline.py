@@ -8,12 +8,17 @@ ends (docs/tracking.md, "Pipeline monitoring"):
         ...
         s.check("no_null_ids", passed=ids.notna().all())
 
+    with pipeline_stage("training", pipeline="fraud", mlflow=True) as s:
+        ...
+        s.metric("accuracy", accuracy_score(y_test, model.predict(x_test)))
+
 Push semantics. Each stage is one Pushgateway group (job=modeldeploy-pipeline, pipeline, stage),
 so stages never overwrite each other. Pushes are POSTs (`pushadd_to_gateway`): a push replaces
 the series of the metric names it sends and keeps the others. A run sends the success *or* the
 failure timestamp, never both, so a failed run keeps the last success of an earlier run: that
-is what the stale rule measures. A figure a run does not report (rows, checks) keeps the value
-of the last run that reported it.
+is what the stale rule measures. A figure a run does not report (rows, checks, metrics) keeps
+the value of the last run that reported it; checks and metrics are one metric name each, so a
+run that reports any check (metric) replaces all of the stage's earlier checks (metrics).
 
 Monitoring never breaks the job: no gateway URL means nothing is pushed, and a failed push or
 MLflow call is logged (a warning once per gateway) and the job goes on, unless `strict=True`.
@@ -137,6 +142,7 @@ class PipelineStage(contextlib.ContextDecorator):
         self._rows_in: int | None = None
         self._rows_out: int | None = None
         self._checks: dict[str, tuple[bool, float | None]] = {}
+        self._metrics: dict[str, float] = {}
 
     def rows_in(self, n: int) -> None:
         self._rows_in = int(n)
@@ -148,6 +154,14 @@ class PipelineStage(contextlib.ContextDecorator):
         """A data-quality check's result (the last one per name wins); `value` is the measured
         figure (a null ratio, a row count) for dashboards, not for the alert."""
         self._checks[name] = (bool(passed), None if value is None else float(value))
+
+    def metric(self, name: str, value: float) -> None:
+        """A training or evaluation figure of this run (accuracy, f1, log loss; the last one per
+        name wins): each run is one step of the series, so a dashboard shows the last runs'
+        figures side by side. Not a data-quality check: no alert reads it."""
+        if not name:
+            raise ValueError("a pipeline stage metric needs a non-empty name")
+        self._metrics[name] = float(value)
 
     def __enter__(self) -> PipelineStage:
         self._reset()
@@ -217,6 +231,15 @@ class PipelineStage(contextlib.ContextDecorator):
                 passed.labels(check).set(ok)
                 if value is not None:
                     values.labels(check).set(value)
+        if self._metrics:
+            metric = Gauge(
+                names.PIPELINE_STAGE_METRIC,
+                "A training or evaluation figure of the stage's last run.",
+                [names.PIPELINE_LABEL_METRIC],
+                registry=r,
+            )
+            for name, value in self._metrics.items():
+                metric.labels(name).set(value)
         return r
 
     def mlflow_figures(
@@ -233,6 +256,8 @@ class PipelineStage(contextlib.ContextDecorator):
             metrics[f"{p}check.{check}"] = float(ok)
             if value is not None:
                 metrics[f"{p}check.{check}.value"] = value
+        for name, value in self._metrics.items():
+            metrics[f"{p}metric.{name}"] = value
         tags = {f"{p}outcome": "success" if success else "failure", f"{p}pipeline": self.pipeline}
         return metrics, tags
 

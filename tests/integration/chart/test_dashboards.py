@@ -22,7 +22,7 @@ def test_dashboards_are_off_by_default(tools: Tools) -> None:
 def test_enabled_dashboards_render_one_labelled_configmap_per_dashboard_with_valid_json(
     tools: Tools,
 ) -> None:
-    assert len(FILES) == 3
+    assert len(FILES) == 4
     docs = tools.helm_template("--namespace", "ops", "--set", "dashboards.enabled=true")
     maps = [d for d in docs if d["kind"] == "ConfigMap"]
     assert len(maps) == len(FILES)
@@ -39,6 +39,7 @@ def test_enabled_dashboards_render_one_labelled_configmap_per_dashboard_with_val
     assert sorted(seen) == FILES
     assert sorted(cm["metadata"]["name"] for cm in maps) == [
         "md-modeldeploy-dashboard-pipeline",
+        "md-modeldeploy-dashboard-quality",
         "md-modeldeploy-dashboard-rollouts",
         "md-modeldeploy-dashboard-serving",
     ]
@@ -60,7 +61,7 @@ def test_label_annotations_and_namespace_are_configurable(tools: Tools) -> None:
         "dashboards.namespace=monitoring",
     )
     maps = [d for d in docs if d["kind"] == "ConfigMap"]
-    assert len(maps) == 3
+    assert len(maps) == len(FILES)
     for cm in maps:
         meta = cm["metadata"]
         assert meta["namespace"] == "monitoring"

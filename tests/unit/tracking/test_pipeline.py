@@ -105,6 +105,45 @@ def test_successful_stage_pushes_outcome_duration_rows_and_checks_to_its_own_gro
     assert f'{names.PIPELINE_CHECK_VALUE}{{check="no_null_ids"}}' not in m
 
 
+def test_training_metrics_are_pushed_per_metric_name_with_the_stage(gateway: Gateway) -> None:
+    with pipeline_stage("training", pipeline="fraud", gateway=gateway.url) as s:
+        s.metric("accuracy", 0.5)
+        s.metric("accuracy", 0.93)  # the last figure per name wins
+        s.metric("log_loss", 0.21)
+
+    push = gateway.only()
+    assert push.path.endswith("/pipeline/fraud/stage/training")
+    m = push.samples
+    assert m[f'{names.PIPELINE_STAGE_METRIC}{{{names.PIPELINE_LABEL_METRIC}="accuracy"}}'] == 0.93
+    assert m[f'{names.PIPELINE_STAGE_METRIC}{{{names.PIPELINE_LABEL_METRIC}="log_loss"}}'] == 0.21
+    assert m[names.PIPELINE_STAGE_SUCCESS] == 1
+
+
+def test_a_run_without_metrics_pushes_none_so_the_last_reported_ones_stay(
+    gateway: Gateway,
+) -> None:
+    with pipeline_stage("etl", pipeline="fraud", gateway=gateway.url):
+        pass
+    assert not [k for k in gateway.only().samples if k.startswith(names.PIPELINE_STAGE_METRIC)]
+
+
+def test_metrics_recorded_before_a_failure_are_pushed_with_it(gateway: Gateway) -> None:
+    with (
+        pytest.raises(RuntimeError),
+        pipeline_stage("training", pipeline="fraud", gateway=gateway.url) as s,
+    ):
+        s.metric("accuracy", 0.4)
+        raise RuntimeError("evaluation crashed")
+    m = gateway.only().samples
+    assert m[names.PIPELINE_STAGE_SUCCESS] == 0
+    assert m[f'{names.PIPELINE_STAGE_METRIC}{{{names.PIPELINE_LABEL_METRIC}="accuracy"}}'] == 0.4
+
+
+def test_metric_needs_a_name() -> None:
+    with pytest.raises(ValueError, match="non-empty name"):
+        pipeline_stage("training", pipeline="p").metric("", 1.0)
+
+
 def test_exception_in_stage_is_recorded_as_failure_and_propagates_unchanged(
     gateway: Gateway,
 ) -> None:
@@ -241,6 +280,7 @@ def test_mlflow_true_logs_the_same_figures_to_the_active_run(
         s.rows_in(10)
         s.rows_out(8)
         s.check("schema", passed=False, value=3)
+        s.metric("accuracy", 0.9)
     record_retraining_trigger("fraud", "drift", mlflow=True)
 
     m = fake_mlflow.metrics
@@ -249,6 +289,7 @@ def test_mlflow_true_logs_the_same_figures_to_the_active_run(
     assert m["pipeline.etl.check.schema"] == 0
     assert m["pipeline.etl.check.schema.value"] == 3
     assert m["pipeline.etl.duration_seconds"] >= 0
+    assert m["pipeline.etl.metric.accuracy"] == 0.9
     assert m["pipeline.retraining_trigger.timestamp_seconds"] > 0
     assert fake_mlflow.tags["pipeline.etl.outcome"] == "success"
     assert fake_mlflow.tags["pipeline.retraining_trigger.reason"] == "drift"
@@ -256,6 +297,7 @@ def test_mlflow_true_logs_the_same_figures_to_the_active_run(
     pushed = gateway.only().samples
     assert pushed[names.PIPELINE_STAGE_ROWS_IN] == 10
     assert pushed[names.PIPELINE_STAGE_DURATION] == m["pipeline.etl.duration_seconds"]
+    assert pushed[f'{names.PIPELINE_STAGE_METRIC}{{metric="accuracy"}}'] == 0.9
 
 
 def test_mlflow_failure_never_fails_the_job(
