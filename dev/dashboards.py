@@ -64,11 +64,8 @@ HEADER_TAGS = ["modeldeploy"]
 
 # cAdvisor metrics (the kubelet's /metrics/cadvisor, scraped by kube-prometheus-stack's kubelet
 # ServiceMonitor). Not ours, so not in names.py; docs/dashboards.md says what they need.
-CADVISOR_CPU = "container_cpu_usage_seconds_total"
-CADVISOR_MEMORY = "container_memory_working_set_bytes"
 # Labels cAdvisor and the ServiceMonitor's target put on series (Kubernetes' own names).
-POD = "pod"
-CONTAINER = "container"
+POD = names.LABEL_POD
 # Labels of the operator's metrics (controller/metrics.py): `name` is the ModelDeployment's.
 OP_NAME = "name"
 OP_MODEL = "model"
@@ -330,8 +327,7 @@ def serving() -> dashboard.Dashboard:
     s5 = s[:-1] + f', {names.LABEL_CODE}=~"5.."' + "}"
     by = f"{mn}, {mv}"
     who = f"{{{{{mn}}}}} v{{{{{mv}}}}}"
-    pods = sel(**{ns: "$namespace", POD: "($modeldeployment)-.*", CONTAINER: '!=""'})
-    pods = pods[:-1] + f', {CONTAINER}!="POD"' + "}"
+    pods = sel(**{ns: "$namespace", md: "$modeldeployment"})
     serving_pods = f"and on ({ns}, {POD}) {info}{s}"
     d = build(
         "modeldeploy-serving",
@@ -450,11 +446,12 @@ def serving() -> dashboard.Dashboard:
         ts(
             8,
             "CPU per pod",
-            "cAdvisor container_cpu_usage_seconds_total of the serving pods (needs the kubelet "
-            "scrape of kube-prometheus-stack); only pods reporting the selected model/version.",
+            "CPU of each serving process (process_cpu_seconds_total, which every serving pod "
+            "exports itself: no cAdvisor needed); only pods reporting the selected model/version.",
             [
                 Q(
-                    f"sum by ({ns}, {POD}) (rate({CADVISOR_CPU}{pods}[{RATE}])) {serving_pods}",
+                    f"sum by ({ns}, {POD}) (rate({names.PROCESS_CPU}{pods}[{RATE}]))"
+                    f" {serving_pods}",
                     f"{{{{{POD}}}}}",
                 )
             ],
@@ -466,11 +463,12 @@ def serving() -> dashboard.Dashboard:
         ts(
             9,
             "Memory per pod",
-            "cAdvisor container_memory_working_set_bytes of the serving pods (what the OOM "
-            "killer compares with the limit).",
+            "Resident memory of each serving process (process_resident_memory_bytes); the "
+            "container's working set, which the OOM killer compares with the limit, is a little "
+            "higher.",
             [
                 Q(
-                    f"sum by ({ns}, {POD}) ({CADVISOR_MEMORY}{pods}) {serving_pods}",
+                    f"sum by ({ns}, {POD}) ({names.PROCESS_MEMORY}{pods}) {serving_pods}",
                     f"{{{{{POD}}}}}",
                 )
             ],

@@ -38,6 +38,11 @@ MODEL_LOAD_SECONDS: Final = "model_load_duration_seconds"  # gauge
 PREDICTION_CONFIDENCE: Final = "prediction_confidence"  # histogram of the top class probability
 PREDICTION_CLASS: Final = "prediction_class_total"  # counter, label `class`
 PREDICTION_VALUE: Final = "prediction_value"  # histogram of regression outputs
+# prometheus_client's process collector, on every serving pod: the serving process's own CPU and
+# memory, with the scrape's namespace/modeldeployment/pod labels (no model labels).
+PROCESS_CPU: Final = "process_cpu_seconds_total"
+PROCESS_MEMORY: Final = "process_resident_memory_bytes"
+LABEL_POD: Final = "pod"
 LABEL_CODE: Final = "code"
 LABEL_ERROR_TYPE: Final = "error_type"
 LABEL_FEATURE: Final = "feature"

@@ -51,9 +51,9 @@ GOOD_INPUT = b'{"inputs": [[1.5]]}'
 
 
 class Traffic:
-    """Predictions against every live process of one ModelDeployment, until stopped. With
-    `bad`, every `bad_every`-th request sends that body instead; its answers are counted apart
-    in `bad_codes`."""
+    """Predictions (`good`, a body every version accepts) against every live process of one
+    ModelDeployment, until stopped. With `bad`, every `bad_every`-th request sends that body
+    instead; its answers are counted apart in `bad_codes`."""
 
     def __init__(
         self,
@@ -62,8 +62,9 @@ class Traffic:
         rate: float = 40.0,
         bad: bytes | None = None,
         bad_every: int = 10,
+        good: bytes = GOOD_INPUT,
     ) -> None:
-        self.pods, self.md, self.rate = pods, md, rate
+        self.pods, self.md, self.rate, self.good = pods, md, rate, good
         self.bad, self.bad_every = bad, bad_every
         self.codes: Counter[tuple[str, int]] = Counter()  # good requests: (version, status)
         self.bad_codes: Counter[tuple[str, int]] = Counter()  # bad ones: (version, status)
@@ -89,7 +90,7 @@ class Traffic:
                 try:
                     r = session.post(
                         f"{ep.url}/invocations",
-                        data=self.bad if bad else GOOD_INPUT,
+                        data=self.bad if bad else self.good,
                         headers={"Content-Type": "application/json"},
                         timeout=2,
                     )

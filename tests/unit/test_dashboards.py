@@ -33,7 +33,7 @@ VARIABLES = {
     "modeldeploy-pipeline": ["datasource", "pipeline", "stage"],
     "modeldeploy-quality": ["datasource", "namespace", "modeldeployment", "model", "version"],
 }
-CADVISOR = {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
+PROCESS = {names.PROCESS_CPU, names.PROCESS_MEMORY}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset"}
 
@@ -43,7 +43,7 @@ RECORDED = {"namespace", "modeldeployment", "version"}  # recording rules drop m
 # The quality recording rules' series (names.REC_*), labelled by render/quality_rules.BY.
 REC_METRICS = {v for k, v in vars(names).items() if k.startswith("REC_")}
 # Which template variables filter a metric's series: the ones that are labels of it (or, for
-# cAdvisor, that the query joins in). docs/dashboards.md lists the exceptions.
+# the process metrics, that the query joins in). docs/dashboards.md lists the exceptions.
 APPLIES: dict[str, set[str]] = {
     names.PREDICTION_REQUESTS: SERVING,
     names.PREDICTION_ERRORS: SERVING,
@@ -54,8 +54,7 @@ APPLIES: dict[str, set[str]] = {
     names.TARGET_BASELINE_SHARE: SERVING,
     names.FEEDBACK_ROWS: SERVING,
     **dict.fromkeys(REC_METRICS, RECORDED),
-    "container_cpu_usage_seconds_total": MD_ONLY,
-    "container_memory_working_set_bytes": MD_ONLY,
+    **dict.fromkeys(PROCESS, MD_ONLY),
     names.OP_ROLLOUT_STATUS: MD_ONLY,
     names.OP_MODEL_VERSION_INFO: SERVING,
     names.OP_ROLLOUTS_STARTED: MD_ONLY,
@@ -112,7 +111,7 @@ def known_metrics() -> set[str]:
         for k, v in vars(module).items()
         if k.isupper() and isinstance(v, str) and re.fullmatch(r"[a-z_:][a-z0-9_:]*", v)
     }
-    return values | {v + s for v in values for s in HISTOGRAM_SUFFIXES} | CADVISOR
+    return values | {v + s for v in values for s in HISTOGRAM_SUFFIXES}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -293,7 +292,7 @@ def test_serving_quality_and_pipeline_queries_match_only_exported_labels() -> No
         names.TARGET_BASELINE_SHARE: serving,
         names.FEEDBACK_ROWS: serving,
         **dict.fromkeys(REC_METRICS, serving - {names.PROM_MODEL_NAME}),
-        **dict.fromkeys(CADVISOR, frozenset({"namespace", "pod", "container"})),
+        **dict.fromkeys(PROCESS, frozenset({"namespace", "modeldeployment"})),
     }
     stage = {names.PIPELINE_LABEL_PIPELINE, names.PIPELINE_LABEL_STAGE}
     for key in APPLIES:

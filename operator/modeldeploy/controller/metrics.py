@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -77,6 +78,7 @@ class OperatorMetrics:
             registry=reg,
         )
         self._versions: dict[tuple[str, str], tuple[str, str]] = {}
+        self._rollback_alerts: dict[tuple[str, str], set[str]] = {}
 
     def set_phase(self, namespace: str, name: str, phase: str) -> None:
         for p in PHASES:
@@ -95,8 +97,19 @@ class OperatorMetrics:
         else:
             self._versions.pop(key, None)
 
+    def watch_rollbacks(self, namespace: str, name: str, alerts: Iterable[str]) -> None:
+        """Creates the rollback counter of each alert that can roll this ModelDeployment back,
+        at 0: `increase()` cannot count the first rollback of a series born at 1."""
+        known = self._rollback_alerts.setdefault((namespace, name), set())
+        for alert in set(alerts) - known:
+            self.rollbacks.labels(namespace, name, alert)
+            known.add(alert)
+
     def forget(self, namespace: str, name: str) -> None:
         for p in PHASES:
             with contextlib.suppress(KeyError):
                 self.rollout_status.remove(namespace, name, p)
         self.set_version(namespace, name, "", None)
+        for alert in self._rollback_alerts.pop((namespace, name), set()):
+            with contextlib.suppress(KeyError):
+                self.rollbacks.remove(namespace, name, alert)

@@ -144,6 +144,8 @@ class Reconciler:
         self._carry_out(body, old_status, p, spec)
         self.metrics.set_phase(namespace, name, p.status.phase or r.RESOLVING)
         self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
+        if spec.rollback.enabled:
+            self.metrics.watch_rollbacks(namespace, name, spec.rollback.on_alerts)
         failed = isinstance(resolution, RegistryUnreachable)
         delay = self._poll_interval(spec)
         if p.requeue_after is not None:
@@ -152,6 +154,7 @@ class Reconciler:
 
     def _count_rollback(self, body: Mapping[str, Any], rb: Rollback) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        self.metrics.watch_rollbacks(ns, name, [rb.alert.name])
         self.metrics.rollbacks.labels(ns, name, rb.alert.name).inc()
         self.metrics.alert_to_rollback.observe(max(0.0, time.time() - rb.alert.received_at))
         log.warning("%s/%s: rolled back %s → %s (%s)", ns, name, rb.bad, rb.good, rb.alert.name)

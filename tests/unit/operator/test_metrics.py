@@ -99,3 +99,28 @@ def test_metric_names_are_the_shared_constants() -> None:
         )
         == 1.0
     )
+
+
+def rollback_series(m: OperatorMetrics) -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["namespace"], s.labels["name"], s.labels["alert"]): s.value
+        for metric in m.registry.collect()
+        if metric.name == names.OP_ROLLBACKS.removesuffix("_total")
+        for s in metric.samples
+        if s.name == names.OP_ROLLBACKS
+    }
+
+
+def test_rollback_counters_exist_at_zero_for_the_alerts_that_can_roll_back() -> None:
+    """increase() over a series born at 1 is 0: the first rollback would never show."""
+    m = OperatorMetrics()
+    m.watch_rollbacks("ml", "fraud", ["ModelHighErrorRate", "ModelHighLatency"])
+    assert rollback_series(m) == {
+        ("ml", "fraud", "ModelHighErrorRate"): 0.0,
+        ("ml", "fraud", "ModelHighLatency"): 0.0,
+    }
+    m.rollbacks.labels("ml", "fraud", "ModelHighErrorRate").inc()
+    m.watch_rollbacks("ml", "fraud", ["ModelHighErrorRate"])  # watching again keeps the count
+    assert rollback_series(m)[("ml", "fraud", "ModelHighErrorRate")] == 1.0
+    m.forget("ml", "fraud")
+    assert rollback_series(m) == {}
