@@ -225,7 +225,7 @@ class ServingMetrics:
         self._error_children: dict[str, Any] = {}
         self._class_children: dict[str, Any] = {}
         self._feedback_children: dict[str, Any] = {}
-        self._outcome_children: dict[tuple[str, str], Any] = {}
+        self._outcome_children: dict[tuple[str, str, bool], Any] = {}
         self.confidence = BatchHistogram(
             names.PREDICTION_CONFIDENCE,
             "Top class probability per predicted row (classifiers with predict_proba).",
@@ -246,7 +246,7 @@ class ServingMetrics:
             for t in known:
                 self._class_child(t)
                 for p in known:
-                    self._outcome_child(t, p)
+                    self._outcome_child(t, p, t == p)
         reg.register(_WindowCollector(self, windows))
 
     def request(self, code: int, seconds: float | None, error_type: str | None) -> None:
@@ -280,12 +280,13 @@ class ServingMetrics:
             self._class_children[name] = child
         return child
 
-    def _outcome_child(self, true: str, predicted: str) -> Any:
-        child = self._outcome_children.get((true, predicted))
+    def _outcome_child(self, true: str, predicted: str, correct: bool) -> Any:
+        key = (true, predicted, correct)
+        child = self._outcome_children.get(key)
         if child is None:
-            correct = "true" if true == predicted else "false"
-            child = self._outcomes.labels(*self.label_values, true, predicted, correct)
-            self._outcome_children[(true, predicted)] = child
+            word = "true" if correct else "false"
+            child = self._outcomes.labels(*self.label_values, true, predicted, word)
+            self._outcome_children[key] = child
         return child
 
     def classes(self, predictions: npt.NDArray[Any]) -> None:
@@ -297,12 +298,14 @@ class ServingMetrics:
         """Labelled rows from /feedback (already validated for the task)."""
         self._feedback_rows.inc(len(labels))
         if task == "classification":
-            pairs: dict[tuple[str, str], int] = {}
+            # `correct` compares the classes themselves: past MAX_CLASSES two different classes
+            # share the name OTHER_CLASS, and a row with both there is not a hit.
+            pairs: dict[tuple[str, str, bool], int] = {}
             for t, p in zip(labels, predictions, strict=True):
-                key = (self.class_names(t), self.class_names(p))
+                key = (self.class_names(t), self.class_names(p), class_key(t) == class_key(p))
                 pairs[key] = pairs.get(key, 0) + 1
-            for (t, p), n in pairs.items():
-                self._outcome_child(t, p).inc(n)
+            for (t, p, hit), n in pairs.items():
+                self._outcome_child(t, p, hit).inc(n)
             return
         truth = np.asarray(labels, dtype=float)
         errors = np.asarray(predictions, dtype=float) - truth

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
+from modeldeploy.api.spec import parse_spec
+from tests.conftest import REPO
 from tests.integration.operator.conftest import GROUP, PLURAL, VERSION, Kube
 
 GOOD: dict[str, Any] = {"model": {"name": "fraud", "alias": "champion"}}
@@ -162,3 +166,23 @@ def test_bad_name_refused_and_good_manifest_accepted(kube: Kube, crd: None, name
         "pollInterval" not in created["spec"]["registry"]
     )  # the operator's --poll-interval applies
     assert created["spec"]["rollback"]["onAlerts"] == ["ModelHighErrorRate", "ModelHighLatency"]
+
+
+EXAMPLES = sorted(
+    [*(REPO / "manifests" / "examples").glob("*.yaml"), *(REPO / "examples").glob("*.yaml")]
+)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_modeldeployment_is_accepted_by_the_api_server_and_the_operator(
+    kube: Kube, crd: None, namespace: str, path: Path
+) -> None:
+    """The documented examples stay true: the API server admits each ModelDeployment in them
+    and the operator parses its spec with no error."""
+    mds = [
+        d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "ModelDeployment"
+    ]
+    assert mds, f"{path.name} holds no ModelDeployment"
+    for md in mds:
+        created = kube.create_md(namespace, md["metadata"]["name"], md["spec"])
+        parse_spec(created["spec"])  # the defaulted spec the operator will read

@@ -98,9 +98,12 @@ def test_class_labels_are_bounded_and_shared_by_predictions_and_feedback() -> No
     assert set(series(m, "prediction_class_total")) == {
         (("class", c),) for c in ("a", "b", "c", "__other__")
     }
-    assert (("correct", "false"), ("predicted_class", "a"), ("true_class", "__other__")) in (
-        series(m, "prediction_feedback_outcomes_total")
-    )
+    m.outcomes(["d", "e"], ["d", "d"], "classification")  # both pooled: one hit, one miss
+    outcomes = series(m, "prediction_feedback_outcomes_total")
+    assert outcomes[(("correct", "false"), ("predicted_class", "a"), ("true_class", "__other__"))]
+    other = (("predicted_class", "__other__"), ("true_class", "__other__"))
+    assert outcomes[(("correct", "true"), *other)] == 1
+    assert outcomes[(("correct", "false"), *other)] == 1
 
 
 def test_target_shares_are_exported() -> None:
