@@ -100,6 +100,10 @@ OP_ROLLOUT_STATUS: Final = "modeldeploy_rollout_status"
 OP_MODEL_VERSION_INFO: Final = "modeldeploy_model_version_info"
 OP_ROLLOUTS_STARTED: Final = "modeldeploy_rollouts_started_total"
 OP_ROLLOUTS_COMPLETED: Final = "modeldeploy_rollouts_completed_total"
+# The deployment stage of the pipeline, as the pushed stages report theirs: per ModelDeployment
+# and outcome (Succeeded, Failed, Superseded), when the last such rollout ended and its duration.
+OP_ROLLOUT_LAST_COMPLETED: Final = "modeldeploy_rollout_last_completed_timestamp_seconds"
+OP_ROLLOUT_LAST_DURATION: Final = "modeldeploy_rollout_last_duration_seconds"
 OP_ROLLBACKS: Final = "modeldeploy_rollbacks_total"
 OP_ALERT_TO_ROLLBACK: Final = "modeldeploy_alert_to_rollback_seconds"
 OP_ALERTS_RECEIVED: Final = "modeldeploy_alert_notifications_total"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -59,6 +61,18 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=reg,
         )
+        self.last_completed = Gauge(
+            names.OP_ROLLOUT_LAST_COMPLETED,
+            "When the last rollout of each outcome ended (Unix seconds)",
+            ["namespace", "name", "outcome"],
+            registry=reg,
+        )
+        self.last_duration = Gauge(
+            names.OP_ROLLOUT_LAST_DURATION,
+            "How long the last rollout of each outcome took, from its start to its end",
+            ["namespace", "name", "outcome"],
+            registry=reg,
+        )
         self.rollbacks = Counter(
             names.OP_ROLLBACKS.removesuffix("_total"),
             "Automatic rollbacks, by the alert that caused them",
@@ -79,6 +93,7 @@ class OperatorMetrics:
         )
         self._versions: dict[tuple[str, str], tuple[str, str]] = {}
         self._rollback_alerts: dict[tuple[str, str], set[str]] = {}
+        self._outcomes: dict[tuple[str, str], set[str]] = {}
 
     def set_phase(self, namespace: str, name: str, phase: str) -> None:
         for p in PHASES:
@@ -97,6 +112,19 @@ class OperatorMetrics:
         else:
             self._versions.pop(key, None)
 
+    def rollout_finished(
+        self, namespace: str, name: str, outcome: str, started_at: str | None, ended_at: str | None
+    ) -> None:
+        """One rollout ended; `started_at`/`ended_at` are the history entry's RFC 3339 times
+        (its end unknown: now)."""
+        self.rollouts_completed.labels(namespace, name, outcome).inc()
+        end = _timestamp(ended_at) or time.time()
+        self.last_completed.labels(namespace, name, outcome).set(end)
+        start = _timestamp(started_at)
+        if start is not None and start <= end:
+            self.last_duration.labels(namespace, name, outcome).set(end - start)
+        self._outcomes.setdefault((namespace, name), set()).add(outcome)
+
     def watch_rollbacks(self, namespace: str, name: str, alerts: Iterable[str]) -> None:
         """Creates the rollback counter of each alert that can roll this ModelDeployment back,
         at 0: `increase()` cannot count the first rollback of a series born at 1."""
@@ -110,6 +138,19 @@ class OperatorMetrics:
             with contextlib.suppress(KeyError):
                 self.rollout_status.remove(namespace, name, p)
         self.set_version(namespace, name, "", None)
+        for outcome in self._outcomes.pop((namespace, name), set()):
+            for gauge in (self.last_completed, self.last_duration):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name, outcome)
         for alert in self._rollback_alerts.pop((namespace, name), set()):
             with contextlib.suppress(KeyError):
                 self.rollbacks.remove(namespace, name, alert)
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -382,8 +382,15 @@ class Reconciler:
             self._record_deploys(body, spec, p, old_status.get("servingVersion"))
         for _ in p.rollouts_started:
             self.metrics.rollouts_started.labels(namespace, name).inc()
-        for _, result in p.rollouts_completed:
-            self.metrics.rollouts_completed.labels(namespace, name, result).inc()
+        for version, result in p.rollouts_completed:
+            entry = next((h for h in reversed(p.status.history) if h.version == version), None)
+            self.metrics.rollout_finished(
+                namespace,
+                name,
+                result,
+                entry.started_at if entry else None,
+                entry.finished_at if entry else None,
+            )
         log.info(
             "%s/%s: phase=%s serving=%s resolved=%s",
             namespace,

@@ -124,3 +124,21 @@ def test_rollback_counters_exist_at_zero_for_the_alerts_that_can_roll_back() -> 
     assert rollback_series(m)[("ml", "fraud", "ModelHighErrorRate")] == 1.0
     m.forget("ml", "fraud")
     assert rollback_series(m) == {}
+
+
+def test_a_finished_rollout_records_when_it_ended_and_how_long_it_took() -> None:
+    """The pipeline's deployment stage, reported as the pushed stages report theirs."""
+    m = OperatorMetrics()
+    m.rollout_finished("ml", "fraud", "Succeeded", "2026-01-01T10:00:00Z", "2026-01-01T10:00:42Z")
+    labels = {"namespace": "ml", "name": "fraud", "outcome": "Succeeded"}
+    get = m.registry.get_sample_value
+    assert get(names.OP_ROLLOUT_LAST_DURATION, labels) == 42.0
+    assert get(names.OP_ROLLOUT_LAST_COMPLETED, labels) == 1767261642.0
+    assert get(names.OP_ROLLOUTS_COMPLETED, labels) == 1.0
+    m.rollout_finished("ml", "fraud", "Failed", "not a time", None)  # end unknown: now
+    failed = {**labels, "outcome": "Failed"}
+    assert get(names.OP_ROLLOUT_LAST_COMPLETED, failed) > 1767261642.0
+    assert get(names.OP_ROLLOUT_LAST_DURATION, failed) is None
+    m.forget("ml", "fraud")
+    assert get(names.OP_ROLLOUT_LAST_DURATION, labels) is None
+    assert get(names.OP_ROLLOUT_LAST_COMPLETED, failed) is None
