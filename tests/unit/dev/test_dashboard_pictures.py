@@ -1,5 +1,5 @@
 """dev/dashboard_pictures.py: the Grafana interpolation, naming and bucket arithmetic it does
-before drawing, and a whole run against a stand-in Prometheus (no network)."""
+before drawing (dev/picture_kit.py), and a whole run against a stand-in Prometheus (no network)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dashboard_pictures as pictures  # tests/conftest.py puts dev/ on sys.path
 import numpy as np
+import picture_kit as kit
 import pytest
 
 ROLLOUTS = pictures.DASHBOARDS / "modeldeploy-rollouts.json"
@@ -17,21 +18,21 @@ ROLLOUTS = pictures.DASHBOARDS / "modeldeploy-rollouts.json"
 def test_variables_are_replaced_by_whole_name_and_unknown_ones_are_left() -> None:
     expr = 'x{a=~"$model", b=~"$modeldeployment", c=~"${version}", d=~"[[ns]]"}[$__rate_interval]'
     values = {"model": "m", "modeldeployment": ".*", "version": "1|2", "__rate_interval": "60s"}
-    assert pictures.substitute(expr, values) == ('x{a=~"m", b=~".*", c=~"1|2", d=~"[[ns]]"}[60s]')
+    assert kit.substitute(expr, values) == ('x{a=~"m", b=~".*", c=~"1|2", d=~"[[ns]]"}[60s]')
 
 
 def test_legend_takes_labels_and_falls_back_to_the_series_name() -> None:
     labels = {"__name__": "up", "model_name": "fraud", "model_version": "3"}
-    assert pictures.legend("{{model_name}} v{{ model_version }}", labels) == "fraud v3"
-    assert pictures.legend("{{missing}}/{{model_name}}", labels) == "/fraud"
-    assert pictures.legend("", labels) == 'up{model_name="fraud", model_version="3"}'
-    assert pictures.legend("", {}) == "{}"
+    assert kit.legend("{{model_name}} v{{ model_version }}", labels) == "fraud v3"
+    assert kit.legend("{{missing}}/{{model_name}}", labels) == "/fraud"
+    assert kit.legend("", labels) == 'up{model_name="fraud", model_version="3"}'
+    assert kit.legend("", {}) == "{}"
 
 
 def test_picture_names_are_numbered_ascii_slugs() -> None:
-    assert pictures.picture_name(7, "Alert → rollback latency") == "07-alert-rollback-latency.png"
-    assert pictures.slug("Prediction latency p50 / p95 / p99") == "prediction-latency-p50-p95-p99"
-    assert pictures.slug("→") == "panel"
+    assert kit.picture_name(7, "Alert → rollback latency") == "07-alert-rollback-latency.png"
+    assert kit.slug("Prediction latency p50 / p95 / p99") == "prediction-latency-p50-p95-p99"
+    assert kit.slug("→") == "panel"
 
 
 @pytest.mark.parametrize(
@@ -41,13 +42,13 @@ def test_picture_names_are_numbered_ascii_slugs() -> None:
 def test_step_gives_at_most_200_round_points_and_never_beats_the_scrape_interval(
     span: float, scrape: float, step: float
 ) -> None:
-    assert pictures.choose_step(span, minimum=scrape) == step
+    assert kit.choose_step(span, minimum=scrape) == step
 
 
 def test_rate_interval_is_grafanas_and_holds_four_scrapes() -> None:
-    assert pictures.rate_interval(step=10, scrape=2) == 12
-    assert pictures.rate_interval(step=1, scrape=15) == 60
-    window = pictures.Window.fit(start=1000.0, end=2800.0, scrape=2.0)
+    assert kit.rate_interval(step=10, scrape=2) == 12
+    assert kit.rate_interval(step=1, scrape=15) == 60
+    window = kit.Window.fit(start=1000.0, end=2800.0, scrape=2.0)
     assert window.builtins() == {
         "__interval": "10s",
         "__rate_interval": "12s",
@@ -58,40 +59,40 @@ def test_rate_interval_is_grafanas_and_holds_four_scrapes() -> None:
 
 def test_long_legends_keep_their_end_and_ticks_their_resolution() -> None:
     label = "modeldeploy-demo/fraud-detector fraud-detector v3"
-    assert pictures.shorten(label) == "modeldeploy-demo/fr…or fraud-detector v3"
-    assert len(pictures.shorten(label)) == 40 and pictures.shorten("short") == "short"
-    assert pictures.time_format(300) == "%H:%M:%S"
-    assert pictures.time_format(3600) == "%H:%M"
-    assert pictures.time_format(7 * 86400) == "%m-%d %H:%M"
+    assert kit.shorten(label) == "modeldeploy-demo/fr…or fraud-detector v3"
+    assert len(kit.shorten(label)) == 40 and kit.shorten("short") == "short"
+    assert kit.time_format(300) == "%H:%M:%S"
+    assert kit.time_format(3600) == "%H:%M"
+    assert kit.time_format(7 * 86400) == "%m-%d %H:%M"
 
 
 def test_durations_parse_like_prometheus() -> None:
-    assert pictures.parse_duration("1h30m") == 5400
-    assert pictures.parse_duration("90s") == 90
+    assert kit.parse_duration("1h30m") == 5400
+    assert kit.parse_duration("90s") == 90
     with pytest.raises(ValueError, match="not a duration"):
-        pictures.parse_duration("30 minutes")
+        kit.parse_duration("30 minutes")
 
 
 def test_heatmap_buckets_are_sorted_and_differenced() -> None:
     les = ["+Inf", "0.1", "0.5"]
     cumulative = np.array([[10.0, 4.0], [2.0, 1.0], [5.0, math.nan]])
-    bounds, cells = pictures.bucket_differences(les, cumulative)
+    bounds, cells = kit.bucket_differences(les, cumulative)
     assert bounds == ["0.1", "0.5", "+Inf"]
     assert cells[:, 0].tolist() == [2.0, 3.0, 5.0]
     assert cells[0, 1] == 1.0 and math.isnan(cells[1, 1]) and math.isnan(cells[2, 1])
     # A bucket scraped a moment before the one below it must not go negative.
-    _, noisy = pictures.bucket_differences(["1", "2"], np.array([[3.0], [2.9]]))
+    _, noisy = kit.bucket_differences(["1", "2"], np.array([[3.0], [2.9]]))
     assert noisy[:, 0].tolist() == [3.0, 0.0]
 
 
 def test_values_are_shown_in_the_panels_unit() -> None:
-    assert pictures.format_value(0.05, "percentunit") == "5%"
-    assert pictures.format_value(0.0042, "s") == "4.2 ms"
-    assert pictures.format_value(90, "s") == "1.5 min"
-    assert pictures.format_value(1536, "bytes") == "1.5 KiB"
-    assert pictures.format_value(12, "reqps") == "12 req/s"
-    assert pictures.format_value(25000, "short") == "25K"
-    assert pictures.format_value(math.nan, "s") == "n/a"
+    assert kit.format_value(0.05, "percentunit") == "5%"
+    assert kit.format_value(0.0042, "s") == "4.2 ms"
+    assert kit.format_value(90, "s") == "1.5 min"
+    assert kit.format_value(1536, "bytes") == "1.5 KiB"
+    assert kit.format_value(12, "reqps") == "12 req/s"
+    assert kit.format_value(25000, "short") == "25K"
+    assert kit.format_value(math.nan, "s") == "n/a"
 
 
 def test_table_rows_merge_on_the_labels_they_share() -> None:
@@ -100,7 +101,7 @@ def test_table_rows_merge_on_the_labels_they_share() -> None:
         ({"namespace": "a", "name": "x", "version": "2"}, 1.0),
         ({"namespace": "a", "name": "y", "version": "1"}, 1.0),
     ]
-    rows = pictures.merge_rows([("Value #A", phases), ("Value #B", versions)])
+    rows = kit.merge_rows([("Value #A", phases), ("Value #B", versions)])
     assert rows == [
         {
             "namespace": "a",
@@ -115,11 +116,11 @@ def test_table_rows_merge_on_the_labels_they_share() -> None:
 
 
 def test_state_bands_are_runs_of_equal_values() -> None:
-    assert pictures.runs([1, 1, math.nan, 0, 0, 1]) == [(0, 2, 1), (3, 5, 0), (5, 6, 1)]
+    assert kit.runs([1, 1, math.nan, 0, 0, 1]) == [(0, 2, 1), (3, 5, 0), (5, 6, 1)]
 
 
 def test_dashboards_are_read_without_rows_and_with_their_overrides() -> None:
-    dash = pictures.Dashboard.load(ROLLOUTS)
+    dash = kit.Dashboard.load(ROLLOUTS)
     assert dash.variables == {
         "namespace": ".*",
         "modeldeployment": ".*",
@@ -130,12 +131,12 @@ def test_dashboards_are_read_without_rows_and_with_their_overrides() -> None:
     latency = next(p for p in dash.panels if p.title == "Alert → rollback latency")
     assert latency.units_by_name == {"rollbacks": "short"}
     assert all(t.instant for t in latency.targets)
-    pipeline = pictures.Dashboard.load(pictures.DASHBOARDS / "modeldeploy-pipeline.json")
+    pipeline = kit.Dashboard.load(pictures.DASHBOARDS / "modeldeploy-pipeline.json")
     status = next(p for p in pipeline.panels if p.title == "Stage status")
     assert status.renames["Value #A"] == "since last run" and "Time" in status.hidden
     outcome = next(p for p in pipeline.panels if p.title == "Last outcome")
     assert outcome.mappings["1"] == ("success", "green")
-    names = [pictures.picture_name(i, p.title) for i, p in enumerate(dash.panels, 1)]
+    names = [kit.picture_name(i, p.title) for i, p in enumerate(dash.panels, 1)]
     assert len(set(names)) == len(names)
 
 
@@ -148,20 +149,18 @@ class FakePrometheus:
     def scrape_interval(self) -> float:
         return 2.0
 
-    def query(self, expr: str, at: float) -> list[pictures.Series]:
+    def query(self, expr: str, at: float) -> list[kit.Series]:
         self.exprs.append(expr)
-        return [pictures.Series({"stage": "train"}, (at,), (1.0,))]
+        return [kit.Series({"stage": "train"}, (at,), (1.0,))]
 
-    def query_range(
-        self, expr: str, start: float, end: float, step: float
-    ) -> list[pictures.Series]:
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[kit.Series]:
         self.exprs.append(expr)
         if "absent_metric" in expr:
             return []
         times = tuple(start + k * step for k in range(int((end - start) / step) + 1))
         les = ("0.1", "1", "+Inf") if "_bucket" in expr else ("",)
         return [
-            pictures.Series({"le": le, "stage": "train"}, times, tuple(float(i + 1) for _ in times))
+            kit.Series({"le": le, "stage": "train"}, times, tuple(float(i + 1) for _ in times))
             for i, le in enumerate(les)
         ]
 
