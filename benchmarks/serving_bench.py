@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,29 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], name: str) -> None:
     raise SystemExit(f"{name} not ready")
 
 
+def stop_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every server's process group, then SIGKILL those still there after 30 s."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wrk_script(root: Path) -> Path:
+    """The wrk Lua script that POSTs BODY."""
+    script = root / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = '{BODY}'\n"
+    )
+    return script
+
+
 def tree_cpu_seconds(pgid: int) -> float:
     """User + system CPU of every process in a process group (the server and its workers)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -178,11 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     model = make_model(tmp)
-    script = tmp / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = '{BODY}'\n"
-    )
+    script = wrk_script(tmp)
     configs = [c for c in CONFIGS if not args.only or c.name in args.only]
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     results: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
@@ -204,14 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 )  # fmt: skip
                 print(f"round {rnd + 1} {c.name}: {results[c.name][-1]}", file=sys.stderr)
     finally:
-        for proc, _ in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc, _ in procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_all(proc for proc, _ in procs.values())
         shutil.rmtree(tmp, ignore_errors=True)
     summary = {
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}

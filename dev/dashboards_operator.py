@@ -261,14 +261,18 @@ def pipeline() -> dashboard.Dashboard:
     d = build(
         "modeldeploy-pipeline",
         "modeldeploy / Pipeline",
-        "Batch pipeline stages pushed to the Pushgateway by modeldeploy.tracking.pipeline_stage: "
-        "duration, outcome, freshness, data-quality checks, retraining triggers "
-        "(docs/dashboards.md).",
+        "The pipeline from ETL to inference: the batch stages pushed to the Pushgateway by "
+        "modeldeploy.tracking.pipeline_stage (duration, outcome, freshness, data-quality checks, "
+        "retraining triggers, training metrics), then deployment (the operator's rollouts) and "
+        "inference (the serving pods) of the models the pipeline registers (docs/dashboards.md).",
         [
             datasource_variable(),
             label_variable("pipeline", "Pipeline", f"label_values({last_run}, {pl})"),
             label_variable(
                 "stage", "Stage", f"label_values({last_run}{sel(**{pl: '$pipeline'})}, {st})"
+            ),
+            label_variable(
+                "model", "Model", f"label_values({names.OP_MODEL_VERSION_INFO}, {OP_MODEL})"
             ),
         ],
     )
@@ -445,4 +449,71 @@ def pipeline() -> dashboard.Dashboard:
             rename={"Value": "value"},
         )
     )
+    deployment_and_inference(d)
     return d
+
+
+def deployment_and_inference(d: dashboard.Dashboard) -> None:
+    """The last two stages, for the ModelDeployments serving the models chosen in `$model`."""
+    ns, mn = names.PROM_NAMESPACE, names.PROM_MODEL_NAME
+    served = f"and on ({ns}, {OP_NAME}) {names.OP_MODEL_VERSION_INFO}{sel(**{OP_MODEL: '$model'})}"
+    md = f"{ns}, {OP_NAME}"
+    md_legend = f"{{{{{ns}}}}}/{{{{{OP_NAME}}}}}"
+    ok = f'{OP_OUTCOME}="Succeeded"'
+    d.with_row(dashboard.Row("Deployment and inference").id(110))
+    d.with_panel(
+        stat_panel(
+            12,
+            "Deployment: time since last successful rollout",
+            "Per ModelDeployment serving the model: seconds since its last rollout that "
+            "succeeded (modeldeploy_rollout_last_completed_timestamp_seconds).",
+            [
+                Q(
+                    f"time() - max by ({md}) ({names.OP_ROLLOUT_LAST_COMPLETED}{{{ok}}} {served})",
+                    md_legend,
+                    instant=True,
+                )
+            ],
+            "s",
+            w=8,
+        )
+    )
+    d.with_panel(
+        ts(
+            13,
+            "Deployment: rollout duration",
+            "How long each ModelDeployment's last rollout took, by outcome: a step at every "
+            "rollout (modeldeploy_rollout_last_duration_seconds).",
+            [
+                Q(
+                    f"max by ({md}, {OP_OUTCOME}) ({names.OP_ROLLOUT_LAST_DURATION} {served})",
+                    f"{md_legend} {{{{{OP_OUTCOME}}}}}",
+                )
+            ],
+            "s",
+            w=8,
+        ).line_interpolation(LineInterpolation.STEP_AFTER)
+    )
+    d.with_panel(
+        ts(
+            14,
+            "Inference: predictions and 5xx share",
+            "Predictions per second of the model's serving pods, and the share answered 5xx.",
+            [
+                Q(
+                    f"sum by ({mn}) (rate({names.PREDICTION_REQUESTS}"
+                    f"{sel(**{mn: '$model'})}[{RATE}]))",
+                    f"{{{{{mn}}}}} requests/s",
+                ),
+                Q(
+                    f"sum by ({mn}) (rate({names.PREDICTION_REQUESTS}"
+                    f'{sel(**{mn: "$model"})[:-1]}, {names.LABEL_CODE}=~"5.."}}[{RATE}]))'
+                    f" / sum by ({mn}) (rate({names.PREDICTION_REQUESTS}"
+                    f"{sel(**{mn: '$model'})}[{RATE}]))",
+                    f"{{{{{mn}}}}} 5xx share",
+                ),
+            ],
+            "short",
+            w=8,
+        )
+    )

@@ -44,7 +44,7 @@ class ServeConfig:
     drift: bool = True
     baseline: str | None = None
     confidence: bool = True
-    confidence_sample: float = 1.0
+    confidence_sample: float = 0.1
     feedback: bool = True
     feedback_ttl: float = 3600.0
     feedback_max_rows: int = 100_000
@@ -171,9 +171,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence-sample",
         type=float,
-        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "1") or 1.0),
-        help="share of requests whose confidence is observed (default: every request); "
-        "predict_proba is a second call to the model [MODELDEPLOY_CONFIDENCE_SAMPLE]",
+        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "0.1") or 0.1),
+        help="share of requests whose confidence is observed; predict_proba is a second call "
+        "to the model, about 30 %% of a request's CPU (docs/benchmarks.md), so 1.0 costs that "
+        "throughput [MODELDEPLOY_CONFIDENCE_SAMPLE]",
     )
     p.add_argument(
         "--feedback",

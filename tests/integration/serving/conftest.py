@@ -205,7 +205,7 @@ def serve(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def classifier(models: Models, serve: Any) -> Server:
     return serve(
         f"models:/{models.classifier}@champion",
-        "--max-body-bytes", "50000",
+        "--confidence-sample", "1", "--max-body-bytes", "50000",
     )  # fmt: skip
 
 

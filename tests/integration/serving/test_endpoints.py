@@ -103,7 +103,7 @@ def test_prediction_metrics_move(classifier: Server, models: Models) -> None:
     assert delta("prediction_requests_total", code="200") == 4
     assert delta("prediction_class_total", **{"class": "0"}) == 4
     assert delta("prediction_class_total", **{"class": "2"}) == 4
-    assert delta("prediction_confidence_count") == 12  # one per row: every request by default
+    assert delta("prediction_confidence_count") == 12  # one per row (sampling at 1.0)
     assert delta("feature_bin_rows_total", feature="sepal_length") == 12  # one bin per row
     after = classifier.metrics()
     key = frozenset(labels.items())
