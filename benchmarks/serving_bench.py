@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,7 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="configuration names to run")
     p.add_argument("--markdown", type=Path, help="write the report section here")
     p.add_argument("--json", action="store_true", help="print the raw results as JSON")
-    args = p.parse_args(argv)
+    return report(p.parse_args(argv), run, markdown)
+
+
+def report(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], dict[str, object]],
+    markdown: Callable[[dict[str, object]], str],
+) -> int:
+    """Runs the benchmark, writes its section to --markdown and prints it (or --json)."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     res = run(args)
     text = markdown(res)

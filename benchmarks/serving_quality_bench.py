@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
 import statistics
@@ -36,6 +35,7 @@ from serving_bench import (
     Config,
     machine,
     make_model,
+    report,
     start,
     stop_all,
     wait_ready,
@@ -227,14 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 64])
     p.add_argument("--markdown", type=Path, help="write the report section here")
     p.add_argument("--json", action="store_true", help="print the raw results as JSON")
-    args = p.parse_args(argv)
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    res = run(args)
-    text = markdown(res)
-    if args.markdown:
-        args.markdown.write_text(text)
-    print(json.dumps(res, indent=1) if args.json else text)
-    return 0
+    return report(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

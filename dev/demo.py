@@ -9,16 +9,20 @@
 4. applies manifests/examples/champion.yaml and shows the rollout as `kubectl get md -w` would;
 5. moves @champion to version 2 in MLflow and shows the new version rolling out, with no change
    to the ModelDeployment;
-6. promotes a bad version 3 (it fails 60 % of its predictions) while real serving processes
-   (dev/podrunner.py) take traffic; Prometheus' alert fires, Alertmanager tells the operator, and
-   the operator rolls back to version 2 by itself;
+6. sends labelled predictions and a drifted batch to real serving processes (dev/podrunner.py)
+   and prints the accuracy and input drift Prometheus records from their counters;
+   then promotes a bad version 3 (it fails 60 % of its predictions) while they take traffic;
+   Prometheus' alert fires, Alertmanager tells the operator, and the operator rolls back to
+   version 2 by itself;
 7. shows every trace of the rollback;
 8. promotes version 2 through the stages with the `modeldeploy` CLI: the promotion to production
    is refused without an approval; an alias moved around the CLI does not get past the operator
    either (a ModelDeployment with `requireApproval: production` waits, phase AwaitingApproval);
    `modeldeploy approve` rolls it out within seconds;
 9. prints the lineage of what serves: dataset → preprocessing → run → version → deployments,
-   and says where to look and how to stop.
+   and says where to look and how to stop;
+10. draws every dashboard panel over the demo's time span from Prometheus (no Grafana needed)
+   and prints where the pictures are.
 
 The operator keeps running after the demo (`make stack-down` stops it with the rest).
 """
@@ -106,6 +110,8 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
     ]
     proc = devstack.spawn(cmd, stack.logs / "operator.log", op_env)
     stack._save("operator", {"pid": proc.pid, "port": ports["metrics"]})
+    # Prometheus scrapes the operator as a ServiceMonitor would (the Rollouts dashboard).
+    stack.add_scrape_target("modeldeploy-operator", f"127.0.0.1:{ports['metrics']}")
     print(
         f"   operator pid {proc.pid}, metrics on :{ports['metrics']}, "
         f"logs in {stack.logs / 'operator.log'}"
@@ -145,9 +151,11 @@ class Traffic:
         from sklearn.datasets import load_wine
 
         x = load_wine(as_frame=True).data
-        self.payload = {
-            "dataframe_split": {"columns": list(x.columns), "data": x.head(1).values.tolist()}
-        }
+        # Every training row in turn: the inputs look like training data (no drift alert).
+        self.payloads = [
+            {"dataframe_split": {"columns": list(x.columns), "data": [row]}}
+            for row in x.values.tolist()
+        ]
         self.pods, self.codes = pods, Counter[tuple[str, int]]()
         self.stop = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
@@ -156,15 +164,75 @@ class Traffic:
         import requests
 
         s = requests.Session()
+        sent = 0
         while not self.stop.is_set():
             for ep in self.pods.endpoints(MD):
+                sent += 1
+                payload = self.payloads[sent % len(self.payloads)]
                 with contextlib.suppress(requests.RequestException):
-                    r = s.post(f"{ep.url}/invocations", json=self.payload, timeout=2)
+                    r = s.post(f"{ep.url}/invocations", json=payload, timeout=2)
                     self.codes[(ep.version, r.status_code)] += 1
             self.stop.wait(0.05)
 
     def summary(self) -> str:
         return ", ".join(f"v{v} {code}: {n}" for (v, code), n in sorted(self.codes.items()))
+
+
+def model_quality(pods: Any, prometheus: str) -> None:
+    """Labelled predictions on both pods and a drifted batch; then what Prometheus recorded from
+    the pods' counters (the operator's recording rules, docs/alerting.md)."""
+    import requests
+    from sklearn.datasets import load_wine
+
+    from modeldeploy import names
+
+    wine = load_wine(as_frame=True)
+    eps, s = pods.endpoints(MD), requests.Session()
+    sel = f'namespace="{NAMESPACE}", modeldeployment="{MD}", model_version="2"'
+
+    def result(promql: str) -> list[Any]:
+        res = s.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=5).json()
+        return list(res.get("data", {}).get("result") or [])
+
+    # increase() counts from a pod's first sample: rows sent before Prometheus first scraped
+    # the pod would not count. The ServiceMonitor scrapes every 15 s.
+    deadline = time.monotonic() + 40
+    while len(result(f"{names.FEEDBACK_ROWS}{{{sel}}}")) < len(eps):
+        if time.monotonic() > deadline:
+            print("   (Prometheus has not scraped every pod yet: the first rows may not count)")
+            break
+        time.sleep(1)
+    rows = wine.data.sample(150, random_state=1)
+    for i, idx in enumerate(rows.index):
+        ep = eps[i % len(eps)]
+        one = {"dataframe_split": rows.loc[[idx]].to_dict(orient="split")}
+        r = s.post(f"{ep.url}/invocations", json=one, timeout=5)
+        if r.status_code == 200:
+            label = {"request_id": r.headers["X-Request-ID"], "label": int(wine.target[idx])}
+            s.post(f"{ep.url}/feedback", json=label, timeout=5)
+    pods_text = f"{len(eps)} pod{'s' if len(eps) > 1 else ''}"
+    print(f"   150 predictions on {pods_text}, each followed by its true label (/feedback)")
+    drifted = wine.data.sample(100, random_state=2)
+    drifted["alcohol"] = drifted["alcohol"] + 3.0
+    for first in range(0, 100, 20):
+        batch = {"dataframe_split": drifted.iloc[first : first + 20].to_dict(orient="split")}
+        s.post(f"{eps[0].url}/invocations", json=batch, timeout=5)
+    print("   100 rows with alcohol 3 points higher than in training (a drifted batch)")
+
+    def value(promql: str) -> float | None:
+        found = result(promql)
+        return float(found[0]["value"][1]) if found else None
+
+    deadline = time.monotonic() + 30
+    acc = psi = None
+    while time.monotonic() < deadline and (acc is None or psi is None or psi < 0.2):
+        time.sleep(2)
+        acc = value(f"{names.REC_ACCURACY}{{{sel}}}")
+        psi = value(f'{names.REC_FEATURE_PSI}{{{sel}, {names.LABEL_FEATURE}="alcohol"}}')
+    print(
+        f"   recorded over the version's pods: accuracy {acc if acc is None else round(acc, 3)}, "
+        f"PSI of alcohol {psi if psi is None else round(psi, 2)} (ModelInputDrift above 0.2)"
+    )
 
 
 def history(env: dict[str, str]) -> str:
@@ -361,17 +429,19 @@ def main() -> int:
         )
     )
 
-    say("Promoting a bad version: real serving processes take traffic, the alert rolls it back")
+    say("Model quality: real serving processes take traffic, Prometheus divides their counts")
     from podrunner import LocalPods
 
-    bad = bad_version(env["MLFLOW_TRACKING_URI"])
-    print(f"   version {bad} fails 60% of its predictions; the default rule alerts on a 5xx share")
-    print("   above 5% over 1m held for 30s (spec.monitoring.alerts): about 40 s to the rollback")
     with LocalPods(NAMESPACE, stack=stack) as pods:
         pods.wait_for_version(MD, "2", timeout=120)
         traffic = Traffic(pods)
-        time.sleep(3)
+        model_quality(pods, env["PROMETHEUS_URL"])
         print(f"   traffic: {traffic.summary()}")
+
+        say("Promoting a bad version while they take traffic: the alert rolls it back")
+        bad = bad_version(env["MLFLOW_TRACKING_URI"])
+        print(f"   version {bad} fails 60% of its predictions; the default rule alerts on a 5xx")
+        print("   share above 5% over 1m held for 30s (spec.monitoring.alerts): about 40 s")
         t0 = time.monotonic()
         client.set_registered_model_alias(MODEL, "champion", bad)
         print(f"   @champion → version {bad}")

@@ -25,7 +25,7 @@ from modeldeploy import names as n
 from modeldeploy.api.spec import AlertsSpec
 from modeldeploy.render.quality_rules import quality_rules
 from modeldeploy.serving.drift import psi
-from modeldeploy.serving.feedback import classification_stats
+from modeldeploy.serving.feedback import ClassificationStats, classification_stats
 from tests.unit.operator.test_render import promtool
 
 NS, MD, VERSION = "ml", "iris", "4"
@@ -63,6 +63,15 @@ def check(value: float, metric: str, **labels: str) -> dict[str, Any]:
         "eval_time": f"{STEPS}m",
         "exp_samples": [{"labels": f"{{{WHO}{extra}}}", "value": 1}],
     }
+
+
+def stats_checks(want: ClassificationStats) -> list[dict[str, Any]]:
+    return [
+        check(want.accuracy, n.REC_ACCURACY),
+        check(want.precision, n.REC_PRECISION),
+        check(want.recall, n.REC_RECALL),
+        check(want.f1, n.REC_F1),
+    ]
 
 
 def run_promtool(tmp_path: Path, inputs: list[dict[str, str]], tests: list[dict[str, Any]]) -> None:
@@ -113,10 +122,7 @@ def test_classifier_quality_over_two_pods_equals_the_direct_computation(tmp_path
         tmp_path,
         inputs,
         [
-            check(want.accuracy, n.REC_ACCURACY),
-            check(want.precision, n.REC_PRECISION),
-            check(want.recall, n.REC_RECALL),
-            check(want.f1, n.REC_F1),
+            *stats_checks(want),
             check(float(len(everything)), n.REC_FEEDBACK_ROWS),
         ],
     )
@@ -137,10 +143,7 @@ def test_a_class_never_predicted_counts_as_zero_precision(tmp_path: Path) -> Non
         tmp_path,
         inputs,
         [
-            check(want.accuracy, n.REC_ACCURACY),
-            check(want.precision, n.REC_PRECISION),
-            check(want.recall, n.REC_RECALL),
-            check(want.f1, n.REC_F1),
+            *stats_checks(want),
             check(0.0, n.REC_CLASS_PRECISION, **{n.LABEL_CLASS: "1"}),
         ],
     )
