@@ -56,6 +56,9 @@ FEATURE_BIN_ROWS: Final = "feature_bin_rows_total"  # counter, labels `feature`,
 FEATURE_BASELINE_SHARE: Final = "feature_baseline_share"  # gauge, labels `feature`, `bin`
 TARGET_BASELINE_SHARE: Final = "target_baseline_share"  # gauge, label `class` (classifiers)
 LABEL_BIN: Final = "bin"
+# PSI floors both shares at this before the log ratio, so an empty bin on either side gives a
+# large but finite PSI (1e-4 keeps one empty bin near 1): serving.drift.psi and the rules alike.
+PSI_EPSILON: Final = 1e-4
 BIN_MISSING: Final = "__missing__"
 BIN_OTHER: Final = "__other__"
 BIN_PRESENT: Final = "__present__"

@@ -19,7 +19,6 @@ from typing import Any
 
 from modeldeploy import names
 from modeldeploy.api.spec import AlertsSpec
-from modeldeploy.serving.drift import PSI_EPSILON
 
 BY = f"{names.PROM_NAMESPACE}, {names.PROM_MODELDEPLOYMENT}, {names.PROM_MODEL_VERSION}"
 
@@ -31,7 +30,7 @@ def selector(namespace: str, name: str) -> str:
 
 def _psi(shares: str, baseline: str, by: str, key: str) -> str:
     """Σ (a - e) ln(a / e) over the bins `key`, with a and e floored at PSI_EPSILON."""
-    eps = f"{PSI_EPSILON:g}"
+    eps = f"{names.PSI_EPSILON:g}"
     a = f"clamp_min({shares}, {eps})"
     e = f"clamp_min(max by ({by}, {key}) ({baseline}), {eps})"
     return f"sum by ({by}) (({a} - on ({by}, {key}) {e}) * ln({a} / on ({by}, {key}) {e}))"

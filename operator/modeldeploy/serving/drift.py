@@ -17,12 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modeldeploy.names import BIN_MISSING, BIN_OTHER, BIN_PRESENT
+from modeldeploy.names import BIN_MISSING, BIN_OTHER, BIN_PRESENT, PSI_EPSILON
 from modeldeploy.tracking.baseline import DriftBaseline, FeatureBaseline
-
-# Proportions are floored at this value before the log ratio, so an empty bin on either side
-# gives a large but finite PSI (the usual convention; 1e-4 keeps one empty bin near 1).
-PSI_EPSILON = 1e-4
 
 
 def psi(
