@@ -150,8 +150,10 @@ def test_monitoring_objects_skipped_without_crds_and_applied_once_they_exist(
     )
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
     assert sm["metadata"]["ownerReferences"][0]["name"] == "mon"
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert alerts == {"ModelHighErrorRate", "ModelHighLatency", "ModelInputDrift"}
+    records = {r["record"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
+    assert {"modeldeploy:feedback_accuracy", "modeldeploy:feature_drift_psi"} <= records
 
     # Turning alerts off removes the PrometheusRule (and only it).
     kube.custom.patch_namespaced_custom_object(

@@ -168,7 +168,9 @@ def test_pods_become_scraped_serving_processes_and_go_away(
         return [r["name"] for r in found[0]["rules"]] if found else None
 
     alerts = wait_for(rule_loaded, 15, f"rule group {group} in Prometheus")
-    assert set(alerts) == {r["alert"] for r in rule["spec"]["groups"][0]["rules"]}
+    # Prometheus names a rule by its alert or, for a recording rule, by the series it records.
+    rules = rule["spec"]["groups"][0]["rules"]
+    assert set(alerts) == {r.get("alert") or r["record"] for r in rules}
 
     # Scaling to 0 stops the processes and removes their targets.
     popens = [p.popen for p in runner.processes(md)]
