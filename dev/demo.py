@@ -121,11 +121,9 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
 def bad_version(tracking_uri: str) -> str:
     """Version 3 of the demo model: fails 60 % of its predictions (registered once)."""
     import cloudpickle
+    import flaky_model
     import mlflow
     from mlflow import MlflowClient
-
-    sys.path.insert(0, str(REPO))
-    from tests.e2e import flaky_model
 
     client = MlflowClient(tracking_uri)
     for mv in client.search_model_versions(f"name = '{MODEL}'"):
