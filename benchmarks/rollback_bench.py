@@ -90,7 +90,7 @@ def pct(samples: list[float], q: float) -> float:
 def setup(stack: devstack.Stack) -> tuple[Cluster, Kube, Registry, str]:
     stack.up(devstack.PARTS, build=False)
     info = stack.state()["cluster"]
-    cluster = Cluster(kubeconfig=info["kubeconfig"], bin_dir=Path(info["path"][0]))
+    cluster = Cluster(kubeconfig=info["kubeconfig"], kubectl_bin=stack.binary("kubectl"))
     import subprocess
 
     subprocess.run(

@@ -109,7 +109,7 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
         f"http://127.0.0.1:{ports['webhook']}/webhooks/mlflow",
     ]
     proc = devstack.spawn(cmd, stack.logs / "operator.log", op_env)
-    stack._save("operator", {"pid": proc.pid, "port": ports["metrics"]})
+    stack.record_operator(proc.pid, ports["metrics"])
     # Prometheus scrapes the operator as a ServiceMonitor would (the Rollouts dashboard).
     stack.add_scrape_target("modeldeploy-operator", f"127.0.0.1:{ports['metrics']}")
     print(
@@ -121,11 +121,9 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
 def bad_version(tracking_uri: str) -> str:
     """Version 3 of the demo model: fails 60 % of its predictions (registered once)."""
     import cloudpickle
+    import flaky_model
     import mlflow
     from mlflow import MlflowClient
-
-    sys.path.insert(0, str(REPO))
-    from tests.e2e import flaky_model
 
     client = MlflowClient(tracking_uri)
     for mv in client.search_model_versions(f"name = '{MODEL}'"):
@@ -371,8 +369,7 @@ def main() -> int:
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
     say("Installing the ModelDeployment CRD and the Prometheus Operator's monitoring CRDs")
-    kubectl_bin = Path(stack.state()["cluster"]["path"][0]) / "kubectl"
-    kubectl_argv = [str(kubectl_bin), "--kubeconfig", env["KUBECONFIG"]]
+    kubectl_argv = [str(stack.binary("kubectl")), "--kubeconfig", env["KUBECONFIG"]]
     devstack.apply_crds(kubectl_argv, [REPO / "crds"], ["modeldeployments.modeldeploy.io"])
     devstack.install_monitoring_crds(kubectl_argv)
 

@@ -233,6 +233,15 @@ class Binaries:
         return [str(self.kube), str(self.helm), str(self.kwok)]
 
 
+def find_binary(dirs: Iterable[str], name: str) -> Path:
+    """`name` (kubectl, kwokctl, helm, ...) in the first of `dirs` that holds it: callers name
+    the tool they want instead of knowing which position its folder has in the list."""
+    found = shutil.which(name, path=os.pathsep.join(dirs))
+    if not found:
+        raise FileNotFoundError(f"{name} is in none of {', '.join(dirs)} (make tools)")
+    return Path(found)
+
+
 class Stack:
     """One local stack living in `root`. Safe to use from several processes one after another."""
 
@@ -289,6 +298,11 @@ class Stack:
             tmp.replace(self.state_file)
             self._write_env(st)
 
+    def record_operator(self, pid: int, metrics_port: int) -> None:
+        """Records an operator started against this stack (the demo's), so the next run finds it
+        running and `down` stops it with the rest."""
+        self._save("operator", {"pid": pid, "port": metrics_port})
+
     def _update(self, part: str, **changes: Any) -> None:
         with self.locked():
             info = self.state().get(part)
@@ -324,6 +338,14 @@ class Stack:
         lines.append("export MLFLOW_DISABLE_TELEMETRY=true")
         (self.root / "env").write_text("\n".join(lines) + "\n")
 
+    def binary(self, name: str) -> Path:
+        """A tool of the running cluster by name (kubectl, kwokctl, helm, kube-apiserver ...),
+        from the folders dev/build-tools.sh built that `up` recorded (state.json cluster.path)."""
+        info = self.state().get("cluster")
+        if not info:
+            raise RuntimeError("no cluster in the local stack: run `make stack-up` first")
+        return find_binary(info["path"], name)
+
     def alert_token(self) -> str:
         """The bearer token Alertmanager sends to /alerts/alertmanager (a 0600 file)."""
         path = self.root / "alert-webhook.token"
@@ -355,7 +377,7 @@ class Stack:
         return http_ok(f"http://127.0.0.1:{info['port']}{HEALTH_PATHS[part]}")
 
     def _kubectl_ok(self, info: dict[str, Any]) -> bool:
-        kubectl = Path(info["path"][0]) / "kubectl"
+        kubectl = find_binary(info["path"], "kubectl")
         res = subprocess.run(
             [str(kubectl), "--kubeconfig", info["kubeconfig"], "get", "--raw", "/readyz"],
             capture_output=True,
@@ -375,7 +397,7 @@ class Stack:
             if self.healthy(part):
                 log(f"{part}: already running")
             else:
-                self._stop_part(part)  # leftovers of a crashed run
+                self.stop_part(part)  # leftovers of a crashed run
                 log(f"{part}: starting")
                 t0 = time.monotonic()
                 STARTERS[part](self, build)
@@ -405,15 +427,16 @@ class Stack:
                 self._save(name, None)
                 log(f"{name}: stopped")
         for part in reversed(PARTS):
-            self._stop_part(part)
+            self.stop_part(part)
         self._kill_strays()
         self._save("operator_ports", None)
         with contextlib.suppress(OSError):
             (self.root / "env").unlink()
         log("stack stopped")
 
-    def _stop_part(self, part: str) -> None:
-        # Forgotten first (under the lock), so the supervisor does not start it again.
+    def stop_part(self, part: str) -> None:
+        """Stops one part (and forgets it) if it runs; the other parts keep running. The part is
+        forgotten first, under the lock, so the supervisor does not start it again."""
         with self.locked():
             info = self.state().get(part)
             if not info:
@@ -481,7 +504,7 @@ class Stack:
             KWOK_KUBE_VERSION=read_versions()["KUBERNETES_VERSION"],
         )
         cmd = [
-            str(Path(path[2]) / "kwokctl"),
+            str(find_binary(path, "kwokctl")),
             "--name",
             self.cluster_name,
             "-c",
@@ -1182,9 +1205,7 @@ def main(argv: list[str] | None = None) -> int:
         if not info:
             print("error: the cluster is not running (make stack-up)", file=sys.stderr)
             return 1
-        install_monitoring_crds(
-            [str(Path(info["path"][0]) / "kubectl"), "--kubeconfig", info["kubeconfig"]]
-        )
+        install_monitoring_crds([str(stack.binary("kubectl")), "--kubeconfig", info["kubeconfig"]])
         print("ServiceMonitor and PrometheusRule CRDs installed")
     elif args.cmd == "down":
         stack.down()

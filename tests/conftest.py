@@ -95,7 +95,7 @@ class TestStack:
             return
         for part in reversed(devstack.PARTS):
             if part in self.started:
-                self.stack._stop_part(part)
+                self.stack.stop_part(part)
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +108,11 @@ def stack() -> Iterator[TestStack]:
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: str
-    bin_dir: Path
+    kubectl_bin: Path
 
     @property
     def kubectl(self) -> list[str]:
-        return [str(self.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig]
+        return [str(self.kubectl_bin), "--kubeconfig", self.kubeconfig]
 
     def api_client(self):  # type: ignore[no-untyped-def]
         from kubernetes import config
@@ -124,7 +124,7 @@ class Cluster:
 def cluster(stack: TestStack) -> Cluster:
     stack.ensure("cluster")
     info = stack.stack.state()["cluster"]
-    return Cluster(kubeconfig=info["kubeconfig"], bin_dir=Path(info["path"][0]))
+    return Cluster(kubeconfig=info["kubeconfig"], kubectl_bin=stack.stack.binary("kubectl"))
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from collections import Counter
 from collections.abc import Iterator
 
 import cloudpickle
+import flaky_model  # dev/flaky_model.py (tests/conftest.py puts dev/ on sys.path)
 import mlflow
 import pytest
 import requests
 import stack as devstack
 
 from tests.conftest import Cluster, TestStack
-from tests.e2e import flaky_model
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures)
     Registry,
     crd,

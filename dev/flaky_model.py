@@ -1,5 +1,6 @@
-"""A model version that fails a share of its predictions: the "bad version" of the e2e tests.
-Pickled by value when logged, so the serving process needs no tests/ on its path."""
+"""A model version that fails a share of its predictions: the "bad version" of `make demo`
+(dev/demo.py) and of the e2e tests. Loggers register it with
+`cloudpickle.register_pickle_by_value`, so the serving process needs no dev/ on its path."""
 
 from __future__ import annotations
 
