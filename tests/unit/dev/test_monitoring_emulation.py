@@ -1,6 +1,6 @@
-"""dev/podrunner.py's stand-in for the Prometheus Operator: the Kubernetes SD meta labels, the
-relabeling evaluator and the ServiceMonitor → Service → pod selection, against Prometheus' and
-the Prometheus Operator's documented semantics. Pure: no cluster, no Prometheus.
+"""dev/monitoring_emulation.py, the local stand-in for the Prometheus Operator: the Kubernetes SD
+meta labels, the relabeling evaluator and the ServiceMonitor → Service → pod selection, against
+Prometheus' and the Prometheus Operator's documented semantics. Pure: no cluster, no Prometheus.
 
 The relabeling table is ported from Prometheus' own `model/relabel/relabel_test.go`, so a case
 here fails when the local evaluator disagrees with the real one."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import podrunner  # tests/conftest.py puts dev/ on sys.path
+import monitoring_emulation as mon  # tests/conftest.py puts dev/ on sys.path
 import pytest
 from kubernetes.client import (
     V1Container,
@@ -25,7 +25,7 @@ from kubernetes.client import (
 
 
 def test_annotations_keep_their_values_and_get_annotationpresent_labels() -> None:
-    meta = podrunner.sd_meta_labels(
+    meta = mon.sd_meta_labels(
         "pod",
         {"app.kubernetes.io/name": "scorer"},
         {"prometheus.io/scrape": "false", "owner": "team-a"},
@@ -41,7 +41,7 @@ def test_annotations_keep_their_values_and_get_annotationpresent_labels() -> Non
 
 
 def test_service_labels_and_annotations_use_the_service_prefix() -> None:
-    meta = podrunner.sd_meta_labels("service", {"tier": "web"}, {"a.b/c-d": "x"})
+    meta = mon.sd_meta_labels("service", {"tier": "web"}, {"a.b/c-d": "x"})
     assert meta == {
         "__meta_kubernetes_service_label_tier": "web",
         "__meta_kubernetes_service_labelpresent_tier": "true",
@@ -52,7 +52,7 @@ def test_service_labels_and_annotations_use_the_service_prefix() -> None:
 
 def test_empty_label_value_is_present_but_empty() -> None:
     """Prometheus: `_labelpresent_` tells an empty label from a missing one."""
-    meta = podrunner.sd_meta_labels("pod", {"canary": ""}, None)
+    meta = mon.sd_meta_labels("pod", {"canary": ""}, None)
     assert meta["__meta_kubernetes_pod_label_canary"] == ""
     assert meta["__meta_kubernetes_pod_labelpresent_canary"] == "true"
 
@@ -228,19 +228,17 @@ RELABEL_CASES: list[tuple[str, dict[str, str], list[dict[str, Any]], dict[str, s
 def test_relabel_matches_prometheus(
     labels: dict[str, str], configs: list[dict[str, Any]], expected: dict[str, str] | None
 ) -> None:
-    assert podrunner.relabel(labels, configs) == expected
+    assert mon.relabel(labels, configs) == expected
 
 
 def test_relabel_defaults_copy_the_joined_source_labels() -> None:
     """Defaults: action replace, separator `;`, regex `(.*)`, replacement `$1`."""
-    out = podrunner.relabel(
-        {"a": "x", "b": "y"}, [{"sourceLabels": ["a", "b"], "targetLabel": "c"}]
-    )
+    out = mon.relabel({"a": "x", "b": "y"}, [{"sourceLabels": ["a", "b"], "targetLabel": "c"}])
     assert out == {"a": "x", "b": "y", "c": "x;y"}
 
 
 def test_replace_with_an_empty_result_removes_the_label() -> None:
-    out = podrunner.relabel(
+    out = mon.relabel(
         {"namespace": "ml"}, [{"sourceLabels": ["missing"], "targetLabel": "namespace"}]
     )
     assert out == {}
@@ -259,7 +257,7 @@ def test_replace_with_an_empty_result_removes_the_label() -> None:
     ],
 )
 def test_replacement_templates_follow_go_regexp_expand(template: str, expected: str) -> None:
-    out = podrunner.relabel(
+    out = mon.relabel(
         {"a": "ab-cd"},
         [
             {
@@ -342,7 +340,7 @@ def test_operator_relabeling_adds_modeldeployment_and_keeps_annotations() -> Non
             ],
         }
     )
-    labels = podrunner.monitored_target_labels(
+    labels = mon.monitored_target_labels(
         pod(POD_LABELS, {"team": "fraud"}),
         "127.0.0.1:9",
         [sm],
@@ -366,17 +364,17 @@ def test_job_label_takes_the_service_label_value_or_falls_back_to_the_service_na
     p = pod(POD_LABELS)
     with_label = service("scorer", {"app": "scorer"}, {"app.kubernetes.io/name": "fraud"})
     without = service("scorer", {"app": "scorer"}, {})
-    assert podrunner.monitored_target_labels(p, "a:1", [sm], [with_label])["job"] == "fraud"  # type: ignore[index]
-    assert podrunner.monitored_target_labels(p, "a:1", [sm], [without])["job"] == "scorer"  # type: ignore[index]
+    assert mon.monitored_target_labels(p, "a:1", [sm], [with_label])["job"] == "fraud"  # type: ignore[index]
+    assert mon.monitored_target_labels(p, "a:1", [sm], [without])["job"] == "scorer"  # type: ignore[index]
 
 
 def test_endpoint_path_becomes_metrics_path_and_unknown_port_is_skipped() -> None:
     svc = service("scorer", {"app": "scorer"})
     p = pod(POD_LABELS)
     other_port = monitor({"endpoints": [{"port": "grpc"}]})
-    assert podrunner.monitored_target_labels(p, "a:1", [other_port], [svc]) is None
+    assert mon.monitored_target_labels(p, "a:1", [other_port], [svc]) is None
     custom = monitor({"endpoints": [{"port": "http", "path": "/custom"}]})
-    labels = podrunner.monitored_target_labels(p, "a:1", [custom], [svc])
+    labels = mon.monitored_target_labels(p, "a:1", [custom], [svc])
     assert labels is not None and labels["__metrics_path__"] == "/custom"
 
 
@@ -396,7 +394,7 @@ def test_namespace_selector(
     spec: dict[str, Any] = {"endpoints": [{"port": "http"}]}
     if namespace_selector is not None:
         spec["namespaceSelector"] = namespace_selector
-    labels = podrunner.monitored_target_labels(
+    labels = mon.monitored_target_labels(
         pod(POD_LABELS),
         "a:1",
         [monitor(spec, ns=monitor_ns)],
@@ -412,13 +410,11 @@ def test_service_must_select_the_pod_and_be_selected_by_the_monitor() -> None:
     not_selected = service("b", {"app": "scorer"}, {"tier": "db"})
     no_selector = service("c", None, {"tier": "web"})  # selects no pods, as in Kubernetes
     assert (
-        podrunner.monitored_target_labels(
-            p, "a:1", [sm], [selected_other_pod, not_selected, no_selector]
-        )
+        mon.monitored_target_labels(p, "a:1", [sm], [selected_other_pod, not_selected, no_selector])
         is None
     )
     good = service("d", {"app": "scorer"}, {"tier": "web"})
-    labels = podrunner.monitored_target_labels(p, "a:1", [sm], [not_selected, good])
+    labels = mon.monitored_target_labels(p, "a:1", [sm], [not_selected, good])
     assert labels is not None and labels["service"] == "d"
 
 
@@ -444,8 +440,8 @@ def test_keep_relabeling_on_an_annotation_drops_the_target() -> None:
     svc = service("scorer", {"app": "scorer"})
     off = pod(POD_LABELS, {"prometheus.io/scrape": "false"})
     on = pod(POD_LABELS, {"prometheus.io/scrape": "true"})
-    assert podrunner.monitored_target_labels(off, "a:1", [sm], [svc]) is None
-    assert podrunner.monitored_target_labels(on, "a:1", [sm], [svc]) is not None
+    assert mon.monitored_target_labels(off, "a:1", [sm], [svc]) is None
+    assert mon.monitored_target_labels(on, "a:1", [sm], [svc]) is not None
 
 
 # --- label selectors -------------------------------------------------------------------------
@@ -474,4 +470,4 @@ def test_keep_relabeling_on_an_annotation_drops_the_target() -> None:
     ],
 )
 def test_label_selector(selector: dict[str, Any], matches: bool) -> None:
-    assert podrunner._selects(selector, {"a": "1", "b": "2"}) is matches
+    assert mon.selects(selector, {"a": "1", "b": "2"}) is matches
