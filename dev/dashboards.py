@@ -2,12 +2,12 @@
 """Generate the Grafana dashboards the chart ships (charts/modeldeploy/dashboards/*.json).
 
 Dashboards are code: built with grafana-foundation-sdk (the `dashboards` dependency group; the
-pinned version targets Grafana 11.6) from the metric and label names of modeldeploy.names and
-modeldeploy.serving.constants, so a renamed metric changes the dashboards with it. Nobody edits
-the JSON; `make dashboards` rewrites it and tests/unit/test_dashboards.py fails when the committed
-files differ from this script's output (as `--check` does, which `make lint` runs). The
-dashboards are built in dev/dashboards_serving.py (serving, quality) and
-dev/dashboards_operator.py (rollouts, pipeline) from dev/dashboard_kit.py's panels and variables.
+pinned version targets Grafana 11.6) from the metric and label names of modeldeploy.names, so a
+renamed metric changes the dashboards with it. Nobody edits the JSON; `make dashboards` rewrites
+it and tests/unit/test_dashboards.py fails when the committed files differ from this script's
+output (as `--check` does, which `make lint` runs). The dashboards are built in
+dev/dashboards_serving.py (serving, quality) and dev/dashboards_operator.py (rollouts, pipeline)
+from dev/dashboard_kit.py's panels and variables.
 
 Every panel filters by the template variables that are labels of its series (docs/dashboards.md
 lists the exceptions): multi-value variables with "All" = `.*`, used as `label=~"$var"`.

@@ -1,4 +1,5 @@
-"""Names shared by the serving runtime, the alert-rule renderer, the operator and the dashboards.
+"""Names shared by the serving runtime, the alert-rule renderer, the operator and the dashboards:
+every metric, label, alert and tag name, and the models:/ URI of a version.
 
 A metric, label or alert name is written once, here, so that renaming it cannot leave a rule
 matching nothing or a dashboard panel empty. Nothing in this module imports anything else.
@@ -173,3 +174,42 @@ ALERT_PIPELINE_STAGE_STALE: Final = "ModelPipelineStageStale"
 ALERT_PIPELINE_DATA_QUALITY_FAILED: Final = "ModelPipelineDataQualityFailed"
 # MLflow run metric/tag prefix: "pipeline.<stage>." (e.g. pipeline.etl.rows_in).
 PIPELINE_MLFLOW_PREFIX: Final = "pipeline."
+
+# --- Used only by the serving runtime (its /feedback, refusals and error types) -----------------
+# Ground-truth feedback metrics (only the serving runtime and its docs use these).
+FEEDBACK_TOTAL: Final = "prediction_feedback_total"  # counter, label `outcome`
+FEEDBACK_PENDING: Final = "prediction_feedback_pending_requests"  # gauge
+FEEDBACK_EVICTED: Final = "prediction_feedback_evicted_total"  # counter, label `reason`
+LABEL_OUTCOME: Final = "outcome"
+LABEL_REASON: Final = "reason"
+LABEL_RUN_ID: Final = "run_id"
+
+# Requests refused outside /invocations (which has prediction_requests_total): /feedback, the
+# read-only endpoints, unknown paths. Labels `path` (a known route or "other") and `code`.
+HTTP_REFUSED: Final = "http_requests_refused_total"
+LABEL_PATH: Final = "path"
+OTHER_PATH: Final = "other"
+
+# error_type values of prediction_errors_total. 4xx ones are the client's (the error-rate rule
+# counts only 5xx); model_error, timeout and internal_error are the server's.
+ERR_BAD_INPUT: Final = "bad_input"
+ERR_TOO_LARGE: Final = "payload_too_large"
+ERR_MEDIA_TYPE: Final = "unsupported_media_type"
+ERR_METHOD: Final = "method_not_allowed"
+ERR_REQUEST_TIMEOUT: Final = "request_timeout"  # 408: the body did not arrive in time
+ERR_CLIENT_GONE: Final = "client_disconnected"  # 499: counted only, nothing is sent
+ERR_MODEL: Final = "model_error"
+ERR_TIMEOUT: Final = "timeout"
+ERR_INTERNAL: Final = "internal_error"  # a bug of the server, never the input's or the model's
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+REQUEST_ID_BODY_KEY: Final = "request_id"
+
+
+# --- The registry's URI of one model version ------------------------------------------------------
+MODELS_SCHEME: Final = "models:/"
+
+
+def model_version_uri(name: str, version: str) -> str:
+    """`models:/<name>/<version>`: the pinned URI serving pods load, whatever alias moves."""
+    return f"{MODELS_SCHEME}{name}/{version}"

@@ -22,6 +22,7 @@ from typing import Protocol
 import yaml
 
 from modeldeploy.api import reasons as r
+from modeldeploy.names import model_version_uri
 from modeldeploy.registry.types import ModelNotFound, RegistryError, Unservable
 from modeldeploy.serving.config import ServeConfig
 from modeldeploy.serving.loader import refusal
@@ -112,5 +113,5 @@ class Preflight:
             mlmodel = None
         if not isinstance(mlmodel, dict):
             return Unservable(r.MODEL_NOT_SERVABLE, r.MSG_MLMODEL_UNREADABLE)
-        why = refusal(f"models:/{name}/{version}", mlmodel, self.trust)
+        why = refusal(model_version_uri(name, version), mlmodel, self.trust)
         return None if why is None else Unservable(r.MODEL_NOT_SERVABLE, why)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from modeldeploy.api.reasons import REGISTRY_UNREACHABLE
+from modeldeploy.names import model_version_uri
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class ResolvedVersion:
     @property
     def uri(self) -> str:
         """The pinned models:/ URI: serving pods load exactly this version, whatever moves."""
-        return f"models:/{self.name}/{self.version}"
+        return model_version_uri(self.name, self.version)
 
 
 class RegistryError(Exception):

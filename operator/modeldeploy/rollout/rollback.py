@@ -152,5 +152,6 @@ def assess(
         good = last_healthy(status.history, set(rejected), model, unservable)
         if good is not None:
             run_id = good.run_id if good.run_id and _RUN_ID.fullmatch(good.run_id) else ""
-            override = Target(good.version, f"models:/{spec.model.name}/{good.version}", run_id)
+            uri = names.model_version_uri(spec.model.name, good.version)
+            override = Target(good.version, uri, run_id)
     return Assessment(tuple(rejected), override, rollback, unanswered, why, tuple(cleared))

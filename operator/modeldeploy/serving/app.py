@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from modeldeploy.serving import constants as c
+from modeldeploy import names
 from modeldeploy.serving import payload
 from modeldeploy.serving.config import ServeConfig
 from modeldeploy.serving.feedback import Refusal
@@ -124,7 +124,7 @@ class ServingApp:
         path, method = scope["path"], scope["method"]
         allowed = ROUTES.get(path)
         if allowed is None:
-            self._refused(c.OTHER_PATH, 404)
+            self._refused(names.OTHER_PATH, 404)
             body = error_body(404, "not_found", f"no route {path[:100]!r}", None)
             await _respond(send, 404, body)
             return
@@ -152,10 +152,10 @@ class ServingApp:
         rt = self.runtime
         if rt is not None:
             if path == "/invocations":
-                rt.metrics.request(405, None, c.ERR_METHOD)
+                rt.metrics.request(405, None, names.ERR_METHOD)
             else:
                 rt.metrics.refused(path, 405)
-        body = error_body(405, c.ERR_METHOD, msg, None)
+        body = error_body(405, names.ERR_METHOD, msg, None)
         await _respond(send, 405, body, [(b"allow", allow.encode())])
 
     def _refused(self, path: str, code: int) -> None:
@@ -189,7 +189,7 @@ class ServingApp:
             extra = rid_header + ([_CLOSE] if scored.status in _UNREAD_BODY else [])
             await _respond(send, scored.status, scored.body, extra)
         except ClientGone:
-            scored = Scored(499, b"", c.ERR_CLIENT_GONE)
+            scored = Scored(499, b"", names.ERR_CLIENT_GONE)
         finally:
             metrics.in_flight.dec()
         metrics.request(scored.status, scored.seconds, scored.error_type)
@@ -213,14 +213,16 @@ class ServingApp:
         except TimeoutError:
             limit_s = self.config.timeout
             msg = f"prediction took longer than {limit_s:g}s (MODELDEPLOY_PREDICT_TIMEOUT)"
-            scored = Scored(504, error_body(504, c.ERR_TIMEOUT, msg, rid), c.ERR_TIMEOUT, msg)
+            err = names.ERR_TIMEOUT
+            scored = Scored(504, error_body(504, err, msg, rid), err, msg)
             if clock.started is not None:
                 scored.seconds = time.perf_counter() - clock.started
             return scored
         except Exception as exc:  # a bug of ours: say so in JSON, count it, keep serving
             log.exception("internal error while scoring")
             msg = f"internal error: {type(exc).__name__}"
-            return Scored(500, error_body(500, c.ERR_INTERNAL, msg, rid), c.ERR_INTERNAL, msg)
+            err = names.ERR_INTERNAL
+            return Scored(500, error_body(500, err, msg, rid), err, msg)
 
     async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | Scored:
         """The whole body, or the refusal (413, 408) without its body; raises ClientGone."""
@@ -231,13 +233,13 @@ class ServingApp:
             )
         except TooLarge:
             msg = f"request body larger than {limit} bytes (MODELDEPLOY_MAX_BODY_BYTES)"
-            return Scored(413, b"", c.ERR_TOO_LARGE, msg)
+            return Scored(413, b"", names.ERR_TOO_LARGE, msg)
         except TimeoutError:
             msg = (
                 f"request body not received within {self.config.body_timeout:g}s "
                 "(MODELDEPLOY_BODY_TIMEOUT)"
             )
-            return Scored(408, b"", c.ERR_REQUEST_TIMEOUT, msg)
+            return Scored(408, b"", names.ERR_REQUEST_TIMEOUT, msg)
 
     def _access(
         self, runtime: Runtime, rid: str, scored: Scored, headers: dict[bytes, bytes]
@@ -312,7 +314,7 @@ class ServingApp:
             payload.json_media_type(headers.get(b"content-type", b"").decode("latin-1") or None)
         except payload.BadRequest as exc:
             rt.metrics.feedback(Refusal.MEDIA_TYPE)
-            await _respond(send, 415, error_body(415, c.ERR_MEDIA_TYPE, exc.message, None))
+            await _respond(send, 415, error_body(415, names.ERR_MEDIA_TYPE, exc.message, None))
             return
         try:
             body = await self._body(headers, receive)

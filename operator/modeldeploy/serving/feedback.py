@@ -18,7 +18,6 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from modeldeploy import names
-from modeldeploy.serving import constants as c
 
 Task = Literal["classification", "regression"]
 # A label is a class name or a number: longer spellings are refused, so that the `true_class`
@@ -36,9 +35,9 @@ class Refusal(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_BODY = "invalid_body"
     DISABLED = "disabled"
-    MEDIA_TYPE = c.ERR_MEDIA_TYPE
-    TOO_LARGE = c.ERR_TOO_LARGE
-    TIMEOUT = c.ERR_REQUEST_TIMEOUT
+    MEDIA_TYPE = names.ERR_MEDIA_TYPE
+    TOO_LARGE = names.ERR_TOO_LARGE
+    TIMEOUT = names.ERR_REQUEST_TIMEOUT
 
 
 @dataclass

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from modeldeploy.names import model_version_uri
 from modeldeploy.serving.config import ServeConfig
 from modeldeploy.tracking.baseline import BASELINE_FILE, BaselineError, DriftBaseline
 
@@ -141,7 +142,7 @@ def resolve(uri: str, config: ServeConfig) -> tuple[str, str | None, str | None,
         mv = client.get_model_version(name, ref)
     else:
         return uri, name, None, None  # stage or 'latest': MLflow resolves it while downloading
-    return f"models:/{name}/{mv.version}", name, str(mv.version), mv.run_id or None
+    return model_version_uri(name, str(mv.version)), name, str(mv.version), mv.run_id or None
 
 
 def load(config: ServeConfig) -> LoadedModel:

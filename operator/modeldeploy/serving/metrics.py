@@ -39,7 +39,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from modeldeploy import names
-from modeldeploy.serving import constants as c
 from modeldeploy.serving.drift import FeatureCounts
 from modeldeploy.serving.feedback import OTHER_LABEL, PendingPredictions, class_key
 
@@ -167,7 +166,7 @@ class ServingMetrics:
         Gauge(
             names.MODEL_VERSION_INFO,
             "The model version this process serves (always 1).",
-            (*MODEL_LABELS, c.LABEL_RUN_ID),
+            (*MODEL_LABELS, names.LABEL_RUN_ID),
             registry=reg,
         ).labels(*lv, run_id).set(1)
         Gauge(
@@ -183,10 +182,10 @@ class ServingMetrics:
             registry=reg,
         )
         self._feedback = Counter(
-            c.FEEDBACK_TOTAL,
+            names.FEEDBACK_TOTAL,
             "Feedback items by outcome: accepted, unknown_or_expired, length_mismatch, "
             "invalid_label.",
-            (*MODEL_LABELS, c.LABEL_OUTCOME),
+            (*MODEL_LABELS, names.LABEL_OUTCOME),
             registry=reg,
         )
         self._feedback_rows = Counter(
@@ -216,9 +215,9 @@ class ServingMetrics:
             registry=reg,
         ).labels(*lv)
         self._refused = Counter(
-            c.HTTP_REFUSED,
+            names.HTTP_REFUSED,
             "Requests refused outside /invocations, by route (or 'other') and status code.",
-            (*MODEL_LABELS, c.LABEL_PATH, names.LABEL_CODE),
+            (*MODEL_LABELS, names.LABEL_PATH, names.LABEL_CODE),
             registry=reg,
         )
         self._code_children: dict[int, Any] = {}
@@ -347,12 +346,12 @@ class _WindowCollector(Collector):
             yield from self._drift(labels, lv, self.w.drift)
         pending = self.w.pending
         if pending is not None:
-            yield _gauge(c.FEEDBACK_PENDING, "Predictions waiting for feedback.", labels, lv,
+            yield _gauge(names.FEEDBACK_PENDING, "Predictions waiting for feedback.", labels, lv,
                          len(pending))  # fmt: skip
             evicted = CounterMetricFamily(
-                c.FEEDBACK_EVICTED,
+                names.FEEDBACK_EVICTED,
                 "Predictions forgotten before feedback came, by reason (memory, ttl).",
-                labels=[*labels, c.LABEL_REASON],
+                labels=[*labels, names.LABEL_REASON],
             )
             evicted.add_metric([*lv, "memory"], pending.evicted)
             evicted.add_metric([*lv, "ttl"], pending.expired)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from io import BytesIO, StringIO
 from typing import Any, Final
 
-from modeldeploy.serving.constants import ERR_BAD_INPUT, ERR_MEDIA_TYPE
+from modeldeploy.names import ERR_BAD_INPUT, ERR_MEDIA_TYPE
 
 DF_SPLIT: Final = "dataframe_split"
 DF_RECORDS: Final = "dataframe_records"

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modeldeploy.names import ERR_MODEL, REQUEST_ID_BODY_KEY
 from modeldeploy.serving import fault, payload
 from modeldeploy.serving.config import DEFAULT_LATENCY_BUCKETS, ServeConfig
-from modeldeploy.serving.constants import ERR_MODEL, REQUEST_ID_BODY_KEY
 from modeldeploy.serving.drift import FeatureCounts
 from modeldeploy.serving.feedback import (
     MAX_LABEL_CHARS,
