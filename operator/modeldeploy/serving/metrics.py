@@ -235,7 +235,7 @@ class ServingMetrics:
             "Predicted values of regression models, per row.",
             value_buckets or DEFAULT_VALUE_BUCKETS,
         )
-        self.labels = BatchHistogram(
+        self.feedback_labels = BatchHistogram(
             names.FEEDBACK_LABEL_VALUE,
             "True values sent through /feedback for a regressor, per row (target drift).",
             value_buckets or DEFAULT_VALUE_BUCKETS,
@@ -310,7 +310,7 @@ class ServingMetrics:
         errors = np.asarray(predictions, dtype=float) - truth
         self._abs_error.inc(float(np.abs(errors).sum()))
         self._squared_error.inc(float((errors * errors).sum()))
-        self.labels.observe(truth)
+        self.feedback_labels.observe(truth)
 
     def feedback(self, outcome: str, n: int = 1) -> None:
         child = self._feedback_children.get(outcome)
@@ -332,7 +332,7 @@ class _WindowCollector(Collector):
         labels = list(MODEL_LABELS)
         yield self.m.confidence.family(labels, lv)
         yield self.m.values.family(labels, lv)
-        yield self.m.labels.family(labels, lv)
+        yield self.m.feedback_labels.family(labels, lv)
         if self.m.target_shares:
             target = GaugeMetricFamily(
                 names.TARGET_BASELINE_SHARE,

@@ -346,10 +346,7 @@ def known_classes(model: LoadedModel) -> list[Any]:
     found = getattr(model.classifier, "classes_", None)
     if found is not None:
         return list(np.asarray(found).tolist())
-    target = model.baseline.target if model.baseline is not None else None
-    if target is not None and target.kind == "categorical":
-        return [_class_spelling(c) for c in target.categories]
-    return []
+    return [cls for cls, _ in target_shares(model)]
 
 
 def target_shares(model: LoadedModel) -> list[tuple[str, float]]:
