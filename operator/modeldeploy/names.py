@@ -114,6 +114,12 @@ OP_ALERTS_RECEIVED: Final = "modeldeploy_alert_notifications_total"
 OP_RECONCILE_SECONDS: Final = "modeldeploy_reconcile_duration_seconds"
 OP_REGISTRY_REQUESTS: Final = "modeldeploy_registry_requests_total"
 OP_REGISTRY_SECONDS: Final = "modeldeploy_registry_request_duration_seconds"
+# High availability: 1 on the replica that holds the leader Lease, 0 on standbys; webhook
+# deliveries a standby passed on to the leader, by endpoint and outcome (forwarded, failed).
+OP_LEADER: Final = "modeldeploy_operator_leader"
+OP_WEBHOOK_FORWARDS: Final = "modeldeploy_webhook_forwards_total"
+# On the leader-election Lease: the URL at which the leader's webhook endpoints answer.
+ANNOTATION_LEADER_URL: Final = f"{GROUP}/leader-url"
 
 # Alert names of the default PrometheusRule.
 ALERT_HIGH_ERROR_RATE: Final = "ModelHighErrorRate"

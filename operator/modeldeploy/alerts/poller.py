@@ -35,7 +35,7 @@ def fetch_alerts(url: str, timeout: float = 5.0) -> list[dict[str, Any]]:
 
 class AlertPoller:
     def __init__(
-        self, url: str, interval: float, store: AlertStore, wake: Callable[[Key], None]
+        self, url: str, interval: float, store: AlertStore, wake: Callable[[Key], object]
     ) -> None:
         self.url, self.interval, self.store, self.wake = url, interval, store, wake
         self._stop = threading.Event()

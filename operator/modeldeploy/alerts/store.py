@@ -103,14 +103,25 @@ class AlertStore:
 
     def replace_polled(self, raws: Iterable[Mapping[str, Any]], now: float) -> set[Key]:
         """The complete active set from a poll; returns the ModelDeployments whose set changed."""
+        return self._replace(raws, now, pushed=False)
+
+    def replace_pushed(self, raws: Iterable[Mapping[str, Any]], now: float) -> set[Key]:
+        """The complete active set read from Alertmanager's API in place of what its webhook
+        pushed: a replica that starts leading re-learns the alerts still firing that were pushed
+        to another replica (or before a restart), and forgets pushed ones that resolved."""
+        return self._replace(raws, now, pushed=True)
+
+    def _replace(self, raws: Iterable[Mapping[str, Any]], now: float, pushed: bool) -> set[Key]:
         fresh: dict[str, FiringAlert] = {}
         for raw in raws:
             alert = parse_alert(raw, now)
             if alert is not None and _state(raw) == "firing":
                 fresh[alert.fingerprint] = alert
         with self._lock:
-            before = {fp: a.key for fp, a in self._polled.items()}
-            self._polled = {fp: self._remember(a) for fp, a in fresh.items()}
+            share = self._pushed if pushed else self._polled
+            before = {fp: a.key for fp, a in share.items()}
+            share.clear()
+            share.update({fp: self._remember(a) for fp, a in fresh.items()})
             changed = {a.key for fp, a in fresh.items() if fp not in before}
             changed |= {key for fp, key in before.items() if fp not in fresh}
             self._gc()

@@ -1,6 +1,7 @@
 """Every kopf decorator of the operator, and nothing else.
 
-kopf provides the watches; the handlers only nudge the work queue (see runtime.py). They do not
+kopf provides the watches; the handlers only tell the operator (controller/operator.py) what
+they saw: a ModelDeployment to track, a key to look at again, a key to forget. They do not
 use kopf's per-object handler state, so kopf writes nothing to ModelDeployments: no finalizers,
 no progress annotations, nothing a GitOps tool would see as drift.
 """
@@ -8,13 +9,14 @@ no progress annotations, nothing a GitOps tool would see as drift.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from modeldeploy import names
 from modeldeploy.controller.kube import MONITORING_CRDS
-from modeldeploy.controller.runtime import Runtime
+from modeldeploy.controller.operator import Operator
 from modeldeploy.render.objects import MANAGED_BY
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION
 
@@ -26,36 +28,40 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.enabled = False  # our Events come from the reconciler, one per transition
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    runtime: Runtime = memo["runtime"]
-    runtime.start_metrics()
-    await runtime.start_webhooks()
-    runtime.start_workers()
-    runtime.register_registry_webhook()
-    runtime.start_alert_poller()
+    operator: Operator = memo["operator"]
+    await operator.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo["runtime"]
-    await runtime.stop()
+    operator: Operator = memo["operator"]
+    await operator.stop()
+
+
+def needs_reconcile(type: str | None, body: Mapping[str, Any]) -> bool:
+    """The echo filter. Our own status writes come back as MODIFIED events; only a new
+    generation (spec change), a first sight (ADDED, and the initial listing after a restart,
+    whose type is None), or a user clearing a rejection with the allow-version annotation needs
+    a reconcile."""
+    if type != "MODIFIED":
+        return True
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    allowed = (meta.get("annotations") or {}).get(ALLOW_VERSION_ANNOTATION)
+    unchanged = meta.get("generation") == status.get("observedGeneration")
+    return not (unchanged and allowed == status.get("allowVersionHandled"))
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
 async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo["runtime"]
+    operator: Operator = memo["operator"]
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if type == "DELETED":
-        runtime.forget(key)
+        operator.forget(key)
         return
-    runtime.known.add(key)
-    # Our own status writes come back as MODIFIED events; only a new generation (spec change),
-    # a first sight (ADDED, and the initial listing after a restart), or a user clearing a
-    # rejection with the allow-version annotation needs a reconcile.
-    allowed = body.metadata.annotations.get(ALLOW_VERSION_ANNOTATION)
-    unchanged = body.metadata.get("generation") == body.status.get("observedGeneration")
-    if type == "MODIFIED" and unchanged and allowed == body.status.get("allowVersionHandled"):
-        return
-    runtime.queue.add(key)
+    operator.track(key)
+    if needs_reconcile(type, body):
+        operator.nudge(key)
 
 
 @kopf.on.event(
@@ -66,8 +72,8 @@ async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_
 )
 async def monitoring_crd_event(memo: kopf.Memo, **_: Any) -> None:
     """ServiceMonitor/PrometheusRule CRDs installed or removed: re-plan every ModelDeployment."""
-    runtime: Runtime = memo["runtime"]
-    runtime.monitoring_changed()
+    operator: Operator = memo["operator"]
+    operator.monitoring_changed()
 
 
 # Every kind of child is watched, so a child changed or deleted by someone else is repaired in
@@ -84,5 +90,5 @@ async def monitoring_crd_event(memo: kopf.Memo, **_: Any) -> None:
 async def child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body.metadata.labels.get(names.LABEL_MODELDEPLOYMENT)
     if owner:
-        runtime: Runtime = memo["runtime"]
-        runtime.queue.add((body.metadata.namespace or "", owner))
+        operator: Operator = memo["operator"]
+        operator.nudge((body.metadata.namespace or "", owner))

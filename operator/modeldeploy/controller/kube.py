@@ -5,6 +5,10 @@ operator owns every field it sets on its children, and a conflicting manager (a 
 `kubectl edit`) is overridden on the next reconcile, as a controller should. 404 on apply means
 the namespace or owner is going away: the caller drops the key. The ModelDeployment's own status
 is written with a merge patch on the status subresource, once per change.
+
+`KubeAPI` is what the reconciler needs of this door, so unit tests can stand an in-memory fake
+in its place (tests/unit/operator/fakes.py), and `Fenced` wraps any KubeAPI so that its writes
+happen only while this replica leads (controller/leader.py).
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -30,11 +34,53 @@ MONITORING_CRDS = {
 # The CRD watch (handlers.monitoring_crd_event) invalidates at once; this bounds staleness if a
 # watch event is missed.
 CRD_CHECK_SECONDS = 300.0
+# Lease calls give up well within the renew deadline, so a hung connection cannot keep a leader
+# from noticing that it cannot renew (controller/leader.py).
+LEASE_TIMEOUT = 5.0
+
+
+class KubeAPI(Protocol):
+    """The reconciler's calls to the API server."""
+
+    def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
+    def monitoring_crds(self) -> frozenset[str]: ...
+    def invalidate_monitoring_crds(self) -> None: ...
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+    def patch_status(
+        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None: ...
+    def post_event(
+        self, owner: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
+
+
+class LeaseAPI(Protocol):
+    """Reads and optimistic writes of one coordination.k8s.io/v1 Lease, as plain dicts."""
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def replace_lease(
+        self, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+class Conflict(Exception):
+    """The object changed since it was read (409), or already exists."""
+
+
+class NotLeader(Exception):
+    """A write refused because this replica does not hold the lease (any more)."""
 
 
 class Kube:
     def __init__(
-        self, api_client: client.ApiClient, component: str = "modeldeploy-operator"
+        self,
+        api_client: client.ApiClient,
+        component: str = "modeldeploy-operator",
+        instance: str | None = None,
     ) -> None:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
@@ -42,6 +88,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self.ext = client.ApiextensionsV1Api(api_client)
         self.component = component
+        self.instance = instance or component  # which replica: Events say who reported them
         self._dyn: DynamicClient | None = None
         self._dyn_lock = threading.Lock()
         # (checked at, kinds, generation): invalidation bumps the generation, so an answer read
@@ -142,6 +189,40 @@ class Kube:
             names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": patch}
         )
 
+    # --- the leader-election Lease ---------------------------------------------------------
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        api = client.CoordinationV1Api(self.api_client)
+        lease = _or_none(
+            lambda: api.read_namespaced_lease(name, namespace, _request_timeout=LEASE_TIMEOUT)
+        )
+        return None if lease is None else self._plain(lease)
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        api = client.CoordinationV1Api(self.api_client)
+        lease: Any = dict(body)  # the client serialises plain dicts as they are
+        return self._plain(
+            _conflicts(
+                lambda: api.create_namespaced_lease(
+                    namespace, lease, _request_timeout=LEASE_TIMEOUT
+                )
+            )
+        )
+
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Optimistic: refused with Conflict if the Lease changed since `body` was read."""
+        api = client.CoordinationV1Api(self.api_client)
+        lease: Any = dict(body)
+        return self._plain(
+            _conflicts(
+                lambda: api.replace_namespaced_lease(
+                    name, namespace, lease, _request_timeout=LEASE_TIMEOUT
+                )
+            )
+        )
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return dict(self.api_client.sanitize_for_serialization(obj))
+
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = owner["metadata"]
         now = datetime.now(UTC)
@@ -158,14 +239,69 @@ class Kube:
             "type": type_,
             "reason": reason,
             "message": message[:1024],
-            "source": {"component": self.component},
+            "source": {"component": self.component, "host": self.instance},
             "reportingComponent": self.component,
-            "reportingInstance": self.component,
+            "reportingInstance": self.instance,
             "firstTimestamp": now.isoformat(),
             "lastTimestamp": now.isoformat(),
             "count": 1,
         }
         self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+
+
+class Fenced:
+    """A KubeAPI whose writes go through only while `leading()` says so, checked just before each
+    write: a replica that lost its lease stops writing at once, even in the middle of a
+    reconcile (the reconcile fails with NotLeader and the key waits for the next leader)."""
+
+    def __init__(self, kube: KubeAPI, leading: Callable[[], bool]) -> None:
+        self._kube, self._leading = kube, leading
+
+    def _check(self) -> None:
+        if not self._leading():
+            raise NotLeader("this replica does not hold the leader lease")
+
+    def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._kube.get_modeldeployment(namespace, name)
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._kube.get_deployment(namespace, name)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self._kube.read_secret(namespace, name)
+
+    def monitoring_crds(self) -> frozenset[str]:
+        return self._kube.monitoring_crds()
+
+    def invalidate_monitoring_crds(self) -> None:
+        self._kube.invalidate_monitoring_crds()
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        self._check()
+        return self._kube.apply(obj)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._check()
+        self._kube.delete(api_version, kind, namespace, name)
+
+    def patch_status(
+        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        self._check()
+        self._kube.patch_status(namespace, name, old, new)
+
+    def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self._check()
+        self._kube.post_event(owner, type_, reason, message)
+
+
+def _conflicts(write: Callable[[], Any]) -> Any:
+    try:
+        return write()
+    except ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(str(exc.reason)) from None
+        raise
 
 
 def _or_none(read: Any) -> Any:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 
 from modeldeploy.api.durations import parse_duration
 from modeldeploy.controller.reconciler import OperatorConfig
 from modeldeploy.registry.client import CREDENTIAL_KEYS, configure_http
+from modeldeploy.registry.subscription import DEFAULT_WEBHOOK_NAME
 
 DEFAULT_SERVING_IMAGE = "ghcr.io/modeldeploy/modeldeploy-serving:0.1.0"
 
@@ -85,13 +87,68 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=_duration,
         default=env("MODELDEPLOY_ALERTS_POLL_INTERVAL", "5s"),
     )
+    p.add_argument(
+        "--alertmanager-url",
+        default=env("MODELDEPLOY_ALERTMANAGER_URL"),
+        help="Alertmanager base URL read when this replica starts leading, to re-learn alerts "
+        "its webhook pushed to another replica (default: --alerts-url)",
+    )
+    p.add_argument(
+        "--registry-webhook-name",
+        default=env("MODELDEPLOY_REGISTRY_WEBHOOK_NAME", DEFAULT_WEBHOOK_NAME),
+        help="name of the webhook registered in MLflow: one per operator installation",
+    )
+    ha = p.add_argument_group("high availability (docs/operator.md)")
+    ha.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=env("MODELDEPLOY_LEADER_ELECTION", "true").lower() not in ("0", "false", "no"),
+        help="reconcile only while holding a coordination.k8s.io Lease (default: on)",
+    )
+    ha.add_argument(
+        "--leader-election-namespace",
+        default=env("POD_NAMESPACE"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace, "
+        "else default)",
+    )
+    ha.add_argument(
+        "--leader-election-name",
+        default=env("MODELDEPLOY_LEADER_ELECTION_NAME", "modeldeploy-operator"),
+        help="name of the Lease: the replicas of one installation share it",
+    )
+    ha.add_argument("--lease-duration", type=_duration, default="15s")
+    ha.add_argument("--renew-deadline", type=_duration, default="10s")
+    ha.add_argument("--retry-period", type=_duration, default="2s")
+    ha.add_argument(
+        "--advertise-url",
+        default=env("MODELDEPLOY_ADVERTISE_URL"),
+        help="URL at which the other replicas reach this one's webhook port (default: "
+        "http://$POD_IP:<webhook-port>, else the bind address)",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
 
 
+def advertise_url(args: argparse.Namespace) -> str:
+    if args.advertise_url:
+        return str(args.advertise_url)
+    host = os.environ.get("POD_IP") or args.bind_address
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{_host(host)}:{args.webhook_port}"
+
+
+def identity() -> str:
+    """POD_NAME in a pod (a restarted container keeps its Lease); host and pid elsewhere."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def config_from(args: argparse.Namespace) -> OperatorConfig:
     creds = {k: os.environ[k] for k in CREDENTIAL_KEYS if os.environ.get(k)}
+    lease_namespace = args.leader_election_namespace or (
+        args.namespace[0] if args.namespace else "default"
+    )
     return OperatorConfig(
         default_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
         default_credentials=creds,
@@ -109,6 +166,16 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         alert_webhook_token=os.environ.get("MODELDEPLOY_ALERT_WEBHOOK_TOKEN") or None,
         alerts_url=args.alerts_url,
         alerts_poll_interval=args.alerts_poll_interval,
+        alertmanager_url=args.alertmanager_url,
+        registry_webhook_name=args.registry_webhook_name,
+        leader_election=args.leader_election,
+        identity=identity(),
+        advertise_url=advertise_url(args),
+        lease_namespace=lease_namespace,
+        lease_name=args.leader_election_name,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
     )
 
 
@@ -122,7 +189,8 @@ def main(argv: list[str]) -> int:
 
     from modeldeploy.controller import handlers  # noqa: F401  (registers the handlers)
     from modeldeploy.controller.kube import Kube
-    from modeldeploy.controller.runtime import Runtime
+    from modeldeploy.controller.leader import Timing
+    from modeldeploy.controller.operator import Operator
 
     args = parse_args(argv)
     fmt = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
@@ -133,26 +201,32 @@ def main(argv: list[str]) -> int:
     configure_http()
     cfg = config_from(args)
     try:
+        Timing(cfg.lease_duration, cfg.renew_deadline, cfg.retry_period)
+    except ValueError as exc:
+        raise SystemExit(f"modeldeploy operator: {exc}") from None
+    try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
         kube_config.load_kube_config()
     from kubernetes import client
 
-    runtime = Runtime(Kube(client.ApiClient()), cfg)
+    operator = Operator(Kube(client.ApiClient(), instance=cfg.identity), cfg)
     logging.getLogger("modeldeploy").info(
-        "modeldeploy operator: namespaces=%s registry=%s metrics=%s:%d webhooks=:%d",
+        "modeldeploy operator %s: namespaces=%s registry=%s metrics=%s:%d webhooks=:%d lease=%s",
+        cfg.identity,
         ",".join(cfg.namespaces) or "all",
         cfg.default_tracking_uri or "-",
         cfg.bind_address,
         cfg.metrics_port,
         cfg.webhook_port,
+        f"{cfg.lease_namespace}/{cfg.lease_name}" if cfg.leader_election else "off",
     )
     kopf.run(
         standalone=True,
         clusterwide=not cfg.namespaces,
         namespaces=cfg.namespaces,
         liveness_endpoint=f"http://{_host(cfg.bind_address)}:{cfg.health_port}/healthz",
-        memo=kopf.Memo(runtime=runtime),
+        memo=kopf.Memo(operator=operator),
     )
     return 0
 

@@ -91,6 +91,17 @@ class OperatorMetrics:
             ["outcome"],
             registry=reg,
         )
+        self.leader = Gauge(
+            names.OP_LEADER,
+            "1 while this replica holds the leader Lease and reconciles, 0 on a standby",
+            registry=reg,
+        )
+        self.webhook_forwards = Counter(
+            names.OP_WEBHOOK_FORWARDS.removesuffix("_total"),
+            "Webhook deliveries a standby passed on to the leader, by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=reg,
+        )
         self._versions: dict[tuple[str, str], tuple[str, str]] = {}
         self._rollback_alerts: dict[tuple[str, str], set[str]] = {}
         self._outcomes: dict[tuple[str, str], set[str]] = {}
@@ -132,6 +143,18 @@ class OperatorMetrics:
         for alert in set(alerts) - known:
             self.rollbacks.labels(namespace, name, alert)
             known.add(alert)
+
+    def forget_all(self) -> None:
+        """Drops every per-ModelDeployment series: a replica that stops leading no longer reports
+        them (the new leader does), so sums over replicas do not count them twice."""
+        for gauge in (self.rollout_status, self.version_info, self.last_completed):
+            gauge.clear()
+        for metric in (self.last_duration, self.rollbacks, self.rollouts_started):
+            metric.clear()
+        self.rollouts_completed.clear()
+        self._versions.clear()
+        self._rollback_alerts.clear()
+        self._outcomes.clear()
 
     def forget(self, namespace: str, name: str) -> None:
         for p in PHASES:

@@ -22,12 +22,13 @@ from modeldeploy.alerts.store import AlertStore
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
 from modeldeploy.api.status import Status
-from modeldeploy.controller.kube import Kube
+from modeldeploy.controller.kube import KubeAPI
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.governance import records
 from modeldeploy.registry.cache import Question, ResolutionCache
 from modeldeploy.registry.client import RegistryClient
 from modeldeploy.registry.preflight import Preflight
+from modeldeploy.registry.subscription import DEFAULT_WEBHOOK_NAME
 from modeldeploy.registry.types import (
     ModelNotFound,
     RegistryError,
@@ -66,6 +67,19 @@ class OperatorConfig:
     alert_webhook_token: str | None = None
     alerts_url: str | None = None
     alerts_poll_interval: float = 5.0
+    # Read when this replica starts leading, to re-learn alerts pushed by webhook to another
+    # replica (default: alerts_url).
+    alertmanager_url: str | None = None
+    registry_webhook_name: str = DEFAULT_WEBHOOK_NAME
+    # High availability (controller/leader.py). Off here, on in `modeldeploy operator`.
+    leader_election: bool = False
+    identity: str = "modeldeploy-operator"
+    advertise_url: str | None = None  # where other replicas reach this one's webhook port
+    lease_namespace: str = "default"
+    lease_name: str = "modeldeploy-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ class Outcome:
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeAPI,
         config: OperatorConfig,
         cache: ResolutionCache,
         metrics: OperatorMetrics,

@@ -111,3 +111,10 @@ class ResolutionCache:
         with self._guard:
             for askers in self._askers.values():
                 askers.discard(asker)
+
+    def invalidate_all(self) -> None:
+        """Forgets every answer (a replica that becomes leader again may have missed events)."""
+        with self._guard:
+            for entry in self._entries.values():
+                entry.fetched_at = float("-inf")
+                entry.generation += 1

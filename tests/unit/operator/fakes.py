@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from modeldeploy.api.spec import ModelRef
+from modeldeploy.controller.kube import Conflict
 from modeldeploy.registry.types import ModelNotFound, RegistryUnreachable, ResolvedVersion
 
 MLMODEL = """
@@ -84,6 +85,9 @@ class FakeKube:
     def monitoring_crds(self) -> frozenset[str]:
         return self.crds
 
+    def invalidate_monitoring_crds(self) -> None:
+        self.calls.append("invalidate crds")
+
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append(f"apply {obj['kind']}")
         if self.fail_apply(obj):
@@ -115,6 +119,75 @@ class FakeKube:
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.calls.append(f"event {reason}")
         self.events.append((type_, reason, message))
+
+
+class FakeLeases:
+    """Leases with the API server's optimistic concurrency: a replace must carry the
+    resourceVersion it read, else Conflict. `down` makes every call fail as an unreachable API
+    server would. Shared by the electors of several replicas, as the API server is."""
+
+    def __init__(self) -> None:
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.version = 0
+        self.down = False
+        self.writes: list[str | None] = []  # holderIdentity of each successful write
+
+    def _stored(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        new = copy.deepcopy(dict(body))
+        new["metadata"] = {**new.get("metadata", {}), "resourceVersion": str(self.version)}
+        self.writes.append((new.get("spec") or {}).get("holderIdentity"))
+        return new
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.down:
+            raise ConnectionError("API server unreachable")
+        lease = self.leases.get((namespace, name))
+        return copy.deepcopy(lease) if lease is not None else None
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self.down:
+            raise ConnectionError("API server unreachable")
+        key = (namespace, str(body["metadata"]["name"]))
+        if key in self.leases:
+            raise Conflict("already exists")
+        self.leases[key] = self._stored(body)
+        return copy.deepcopy(self.leases[key])
+
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self.down:
+            raise ConnectionError("API server unreachable")
+        old = self.leases.get((namespace, name))
+        if old is None:
+            raise RuntimeError("404: no such Lease")
+        if body["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified")
+        self.leases[(namespace, name)] = self._stored(body)
+        return copy.deepcopy(self.leases[(namespace, name)])
+
+    def holder(self, namespace: str = "ns", name: str = "lease") -> str | None:
+        lease = self.leases.get((namespace, name))
+        return None if lease is None else lease["spec"].get("holderIdentity")
+
+
+class FakeCluster(FakeKube):
+    """The whole API server as the Operator uses it: objects of its own, Leases possibly shared
+    with other replicas' FakeClusters (one API server, several operators)."""
+
+    def __init__(
+        self, monitoring: frozenset[str] = frozenset(), leases: FakeLeases | None = None
+    ) -> None:
+        super().__init__(monitoring)
+        self.lease_store = leases or FakeLeases()
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.lease_store.read_lease(namespace, name)
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.lease_store.create_lease(namespace, body)
+
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.lease_store.replace_lease(namespace, name, body)
 
 
 class FakeRegistry:

@@ -1,8 +1,6 @@
-"""The Alertmanager webhook endpoint, served by aiohttp's test server around the bound method.
-
-A Runtime needs a Kube to be built; the endpoint uses only config, metrics, the alert store, the
-queue and `known`, so the Runtime here is made with `__new__` and exactly those.
-"""
+"""The Alertmanager webhook endpoint, served by aiohttp's test server around the Endpoints of
+one replica that always leads (leader election off), with a work queue and a known set behind
+it: exactly what the endpoint touches."""
 
 from __future__ import annotations
 
@@ -16,9 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from modeldeploy.alerts.store import AlertStore
+from modeldeploy.controller.endpoints import Endpoints, Hooks
+from modeldeploy.controller.leader import SoleReplica
 from modeldeploy.controller.metrics import OperatorMetrics
-from modeldeploy.controller.reconciler import Key, OperatorConfig
-from modeldeploy.controller.runtime import Runtime
+from modeldeploy.controller.reconciler import Key
 from modeldeploy.controller.workqueue import WorkQueue
 from tests.unit.operator.test_alert_store import KEY, notification, webhook_alert
 
@@ -26,22 +25,47 @@ TOKEN = "s3cr3t-token"
 PATH = "/alerts/alertmanager"
 
 
-def runtime(token: str | None = TOKEN, known: set[Key] | None = None) -> Runtime:
-    rt = Runtime.__new__(Runtime)
-    rt.config = OperatorConfig(alert_webhook_token=token)
-    rt.metrics = OperatorMetrics()
-    rt.alerts = AlertStore()
-    rt.queue = WorkQueue()
-    rt.known = {KEY} if known is None else known
-    return rt
+class Replica:
+    """Endpoints plus the queue and known set their hooks reach."""
+
+    def __init__(self, endpoints: Endpoints, queue: WorkQueue[Key], known: set[Key]) -> None:
+        self.endpoints, self.queue, self.known = endpoints, queue, known
+        self.alerts, self.metrics = endpoints.alerts, endpoints.metrics
+
+
+def runtime(
+    token: str | None = TOKEN,
+    known: set[Key] | None = None,
+    role: Any = None,
+    secret: str | None = None,
+) -> Replica:
+    queue: WorkQueue[Key] = WorkQueue()
+    keys = {KEY} if known is None else known
+
+    def wake(key: Key) -> bool:
+        if key in keys:
+            queue.add(key)
+        return key in keys
+
+    endpoints = Endpoints(
+        bind_address="127.0.0.1",
+        port=0,
+        role=role or SoleReplica("only", None),
+        alerts=AlertStore(),
+        hooks=Hooks(wake=wake, invalidate_model=lambda model: set(keys)),
+        metrics=OperatorMetrics(),
+        registry_webhook_secret=secret,
+        alert_webhook_token=token,
+    )
+    return Replica(endpoints, queue, keys)
 
 
 def post(
-    rt: Runtime, body: bytes | str, headers: Mapping[str, str] | None = None
+    rt: Replica, body: bytes | str, headers: Mapping[str, str] | None = None
 ) -> tuple[int, Any]:
     async def go() -> tuple[int, Any]:
         app = web.Application()
-        app.router.add_post(PATH, rt._alertmanager_webhook)
+        app.router.add_post(PATH, rt.endpoints.alertmanager_webhook)
         async with TestClient(TestServer(app)) as client:
             resp = await client.post(PATH, data=body, headers=dict(headers or {}))
             text = await resp.text()
@@ -53,7 +77,7 @@ def post(
     return asyncio.run(go())
 
 
-def queued(rt: Runtime) -> list[Key]:
+def queued(rt: Replica) -> list[Key]:
     out = []
     while (k := rt.queue.get(timeout=0)) is not None:
         out.append(k)
@@ -61,7 +85,7 @@ def queued(rt: Runtime) -> list[Key]:
     return out
 
 
-def counted(rt: Runtime, outcome: str) -> float:
+def counted(rt: Replica, outcome: str) -> float:
     value = rt.metrics.registry.get_sample_value(
         "modeldeploy_alert_notifications_total", {"outcome": outcome}
     )

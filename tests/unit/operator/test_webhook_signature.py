@@ -11,7 +11,8 @@ import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from modeldeploy import names
-from modeldeploy.controller.runtime import (
+from modeldeploy.governance import records
+from modeldeploy.registry.webhooks import (
     MAX_WEBHOOK_FUTURE_SECONDS,
     MAX_WEBHOOK_SKEW_SECONDS,
     WEBHOOK_EVENTS,
@@ -19,7 +20,6 @@ from modeldeploy.controller.runtime import (
     verify_mlflow_signature,
     wakes,
 )
-from modeldeploy.governance import records
 
 SECRET = "whsec-4f0d9c2b"
 NOW = 1_750_000_000
@@ -140,7 +140,7 @@ def test_a_delivery_is_accepted_once_within_the_window_and_forgotten_after() -> 
 
 
 def test_the_delivery_log_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import modeldeploy.controller.runtime as rt
+    import modeldeploy.registry.webhooks as rt
 
     monkeypatch.setattr(rt, "MAX_REMEMBERED_DELIVERIES", 3)
     log = DeliveryLog()
