@@ -42,3 +42,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "modeldeploy.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/*
+Name of the webhook registered in MLflow, one per installation (`--registry-webhook-name`):
+<namespace>-<prefix>, so releases of the same name in two namespaces sharing one MLflow do not
+replace each other's webhook. At most 63 characters; a longer name is cut and ends in a hash of
+the whole, so two long names still differ.
+*/}}
+{{- define "modeldeploy.registryWebhookName" -}}
+{{- $name := printf "%s-%s" .Release.Namespace (include "modeldeploy.fullname" .) -}}
+{{- if gt (len $name) 63 -}}
+{{- printf "%s-%s" ($name | trunc 54 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- else -}}
+{{- $name -}}
+{{- end -}}
+{{- end -}}

@@ -45,3 +45,18 @@ explains each rule.
   resources: [namespaces]
   verbs: [get, list, watch]
 {{- end -}}
+
+{{/*
+Leader election, in the release namespace only: create the Lease (RBAC cannot restrict create by
+name: the object does not exist yet), then read and renew that one Lease by name. Keep identical
+to manifests/base/leader-election-role.yaml; tests/integration/chart/test_chart.py compares them.
+*/}}
+{{- define "modeldeploy.rules.leaderElection" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "modeldeploy.operatorName" . }}]
+  verbs: [get, update]
+{{- end -}}

@@ -28,11 +28,19 @@ def test_default_values_render_a_cluster_wide_operator_under_restricted_pod_secu
     docs = tools.helm_template("--namespace", "ops")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
     )
     deploy = one(docs, "Deployment")
-    assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert deploy["spec"]["replicas"] == 2
     pod = deploy["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -116,7 +124,23 @@ def test_the_operators_service_monitor_keeps_the_modeldeployment_namespace_label
     ("args", "message"),
     [
         (["--set", "replicaCount=-1"], "at '/replicaCount': minimum: got -1, want 0"),
-        (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+        (
+            ["--set", "leaderElection.enabled=false"],
+            "at '/replicaCount': maximum: got 2, want 1",
+        ),
+        (
+            ["--set", "leaderElection.enabled=false", "--set", "replicaCount=3"],
+            "at '/replicaCount': maximum: got 3, want 1",
+        ),
+        (["--set", "leaderElection.leaseDuration=15"], "at '/leaderElection/leaseDuration'"),
+        (["--set", "leaderElection.retryPeriod=0s"], "at '/leaderElection/retryPeriod'"),
+        (["--set-string", "leaderElection.enabled=yes"], "at '/leaderElection/enabled'"),
+        (["--set", "leaderElection.lease=x"], "additional properties 'lease' not allowed"),
+        (
+            ["--set", "podDisruptionBudget.minAvailable=2"],
+            "additional properties 'minAvailable' not allowed",
+        ),
+        (["--set", "alerts.alertmanagerUrl=am:9093"], "at '/alerts/alertmanagerUrl'"),
         (["--set-string", "replicaCount=one"], "at '/replicaCount': got string, want integer"),
         (["--set", "pollInterval=soon"], "at '/pollInterval'"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),

@@ -52,6 +52,34 @@ def can_i(tools: Tools, cluster: Cluster, sa: str, *args: str) -> bool:
     return proc.stdout.strip() == "yes"
 
 
+def assert_lease_rights_only(
+    tools: Tools, cluster: Cluster, sa: str, namespace: str, lease: str
+) -> None:
+    """The API server's own answer: the operator may create a Lease and read and renew its own
+    one in its namespace, and do nothing else with Leases."""
+    leases = "leases.coordination.k8s.io"
+    assert can_i(tools, cluster, sa, "create", leases, "-n", namespace)
+    assert can_i(tools, cluster, sa, "get", f"{leases}/{lease}", "-n", namespace)
+    assert can_i(tools, cluster, sa, "update", f"{leases}/{lease}", "-n", namespace)
+    for verb, what, where in (
+        ("get", f"{leases}/someone-elses", namespace),
+        ("update", f"{leases}/someone-elses", namespace),
+        ("patch", f"{leases}/{lease}", namespace),
+        ("delete", f"{leases}/{lease}", namespace),
+        ("list", leases, namespace),
+        ("watch", leases, namespace),
+        ("create", leases, "default"),
+        ("update", f"{leases}/{lease}", "default"),
+    ):
+        assert not can_i(tools, cluster, sa, verb, what, "-n", where), (verb, what, where)
+
+
+def disruptions_allowed(tools: Tools, cluster: Cluster, namespace: str, name: str) -> int:
+    """What the PodDisruptionBudget's controller computed from the pods it selects."""
+    pdb = kubectl_json(tools, cluster, "-n", namespace, "get", "poddisruptionbudget", name)
+    return int(pdb.get("status", {}).get("disruptionsAllowed", 0))
+
+
 @pytest.fixture
 def release(tools: Tools, cluster: Cluster, namespace: str) -> Iterator[str]:
     """A unique release name; the release is uninstalled afterwards (its ClusterRole with it)."""
@@ -116,7 +144,7 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(
     helm_install(tools, cluster, release, namespace)
 
     name = f"{release}-modeldeploy-operator"
-    assert wait_for(lambda: available_replicas(tools, cluster, namespace, name) == 1)
+    assert wait_for(lambda: available_replicas(tools, cluster, namespace, name) == 2)
     pods = kubectl_json(
         tools,
         cluster,
@@ -127,8 +155,10 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(
         "-l",
         f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator",
     )["items"]
-    assert [p["status"]["phase"] for p in pods] == ["Running"]
+    assert [p["status"]["phase"] for p in pods] == ["Running", "Running"]
     assert wait_for(lambda: crd_established(tools, cluster), timeout=30)
+    # Two Ready replicas, one of which may be evicted at a time.
+    assert wait_for(lambda: disruptions_allowed(tools, cluster, namespace, name) == 1)
 
     sa = f"system:serviceaccount:{namespace}:{name}"
     assert can_i(tools, cluster, sa, "list", "modeldeployments.modeldeploy.io", "-A")
@@ -136,6 +166,7 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(
     assert can_i(tools, cluster, sa, "get", "secrets", "-n", "default")
     assert not can_i(tools, cluster, sa, "list", "secrets", "-n", "default")
     assert not can_i(tools, cluster, sa, "delete", "deployments.apps", "-n", "default")
+    assert_lease_rights_only(tools, cluster, sa, namespace, lease=name)
 
 
 def test_helm_install_with_watch_namespaces_grants_rights_only_there(
@@ -145,7 +176,7 @@ def test_helm_install_with_watch_namespaces_grants_rights_only_there(
     helm_install(tools, cluster, release, namespace, "--set", f"watchNamespaces={{{namespace}}}")
 
     name = f"{release}-modeldeploy-operator"
-    assert wait_for(lambda: available_replicas(tools, cluster, namespace, name) == 1)
+    assert wait_for(lambda: available_replicas(tools, cluster, namespace, name) == 2)
     args = kubectl_json(tools, cluster, "-n", namespace, "get", "deployment", name)["spec"][
         "template"
     ]["spec"]["containers"][0]["args"]
@@ -155,6 +186,9 @@ def test_helm_install_with_watch_namespaces_grants_rights_only_there(
     assert not can_i(tools, cluster, sa, "create", "deployments.apps", "-n", "default")
     assert not can_i(tools, cluster, sa, "list", "namespaces")
     assert can_i(tools, cluster, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    # The watched namespace is the release namespace here: its Role and the Lease's Role both
+    # live there, under different names.
+    assert_lease_rights_only(tools, cluster, sa, namespace, lease=name)
 
 
 def test_kustomize_base_runs_the_operator_under_restricted_pod_security(
@@ -192,13 +226,18 @@ def test_kustomize_base_runs_the_operator_under_restricted_pod_security(
             stdin=rendered,
         )
         assert wait_for(
-            lambda: available_replicas(tools, cluster, BASE_NAMESPACE, "modeldeploy-operator") == 1
+            lambda: available_replicas(tools, cluster, BASE_NAMESPACE, "modeldeploy-operator") == 2
+        )
+        assert wait_for(
+            lambda: disruptions_allowed(tools, cluster, BASE_NAMESPACE, "modeldeploy-operator") == 1
         )
         assert wait_for(lambda: crd_established(tools, cluster), timeout=30)
         role = kubectl_json(tools, cluster, "get", "clusterrole", "modeldeploy-operator")
         assert canonical_rules(role["rules"]) == canonical_rules(
             one(tools.kustomize(BASE), "ClusterRole")["rules"]
         )
+        sa = f"system:serviceaccount:{BASE_NAMESPACE}:modeldeploy-operator"
+        assert_lease_rights_only(tools, cluster, sa, BASE_NAMESPACE, lease="modeldeploy-operator")
     finally:
         tools.run(
             [
