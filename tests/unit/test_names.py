@@ -80,3 +80,34 @@ def test_models_uri_is_built_only_by_names_model_version_uri() -> None:
                     builders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert builders == [], builders
     assert names.model_version_uri("fraud", "7") == "models:/fraud/7"
+
+
+REASONS = PACKAGE / "api" / "reasons.py"
+
+
+def test_reasons_phases_and_outcomes_come_only_from_api_reasons() -> None:
+    """A condition reason, phase, outcome or Event reason spelt out anywhere but api/reasons.py
+    would drift from the one the planner writes (docstrings and comments aside)."""
+    values = {v for v in module_string_constants(REASONS).values() if v[:1].isupper()}
+    spelt = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == REASONS:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value in values
+                and id(node) not in docstrings
+            ):
+                spelt.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
+    assert spelt == [], spelt

@@ -37,7 +37,7 @@ from modeldeploy.registry.types import (
     Unservable,
     same_server,
 )
-from modeldeploy.rollout.planner import Context, DeploymentState, Plan, plan_invalid_spec
+from modeldeploy.rollout.planner import Context, DeploymentState, InvalidSpec, Plan
 from modeldeploy.rollout.preflight import plan_checked
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION, Rollback
 
@@ -125,25 +125,43 @@ class Reconciler:
             return Outcome(None)
         meta = body["metadata"]
         old_status = body.get("status") or {}
+        generation = int(meta.get("generation") or 0)
+        spec: ModelDeploymentSpec | None = None
+        ctx: Context | InvalidSpec
         try:
             spec = parse_spec(body.get("spec") or {})
         except SpecError as exc:
-            generation = int(meta.get("generation") or 0)
-            status = Status.from_dict(old_status)
-            self._carry_out(
-                body, old_status, plan_invalid_spec(status, str(exc), self.clock(), generation)
-            )
+            ctx = InvalidSpec(Status.from_dict(old_status), str(exc), self.clock(), generation)
+        else:
+            ctx = self._observe(key, body, spec)
+        p = plan_checked(ctx, lambda version, fresh: self._preflight(key, spec, version, fresh))
+        self._carry_out(body, old_status, p, spec)
+        self.metrics.set_phase(namespace, name, p.status.phase or r.RESOLVING)
+        if spec is None:  # nothing to poll or serve until the spec changes (a watch event)
             return Outcome(None)
+        self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
+        if spec.rollback.enabled:
+            self.metrics.watch_rollbacks(namespace, name, spec.rollback.on_alerts)
+        assert isinstance(ctx, Context)
+        failed = isinstance(ctx.resolution, RegistryUnreachable)
+        delay = self._poll_interval(spec)
+        if p.requeue_after is not None:
+            delay = min(delay, p.requeue_after)
+        return Outcome(delay, registry_failed=failed)
 
+    def _observe(self, key: Key, body: Mapping[str, Any], spec: ModelDeploymentSpec) -> Context:
+        """Everything the planner needs to know about a ModelDeployment with a usable spec."""
+        namespace, name = key
+        meta = body["metadata"]
         resolution = self._resolve(key, spec)
         dep_obj = self.kube.get_deployment(namespace, name)
-        ctx = Context(
+        return Context(
             name=name,
             namespace=namespace,
             uid=meta["uid"],
             generation=int(meta.get("generation") or 0),
             spec=spec,
-            status=Status.from_dict(old_status),
+            status=Status.from_dict(body.get("status") or {}),
             resolution=resolution,
             deployment=DeploymentState.from_object(dep_obj) if dep_obj else None,
             monitoring_crds=self.kube.monitoring_crds(),
@@ -154,17 +172,6 @@ class Reconciler:
             alerts=self.alerts.firing(key),
             allow_version=(meta.get("annotations") or {}).get(ALLOW_VERSION_ANNOTATION),
         )
-        p = self._plan_checked(ctx, spec, key)
-        self._carry_out(body, old_status, p, spec)
-        self.metrics.set_phase(namespace, name, p.status.phase or r.RESOLVING)
-        self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
-        if spec.rollback.enabled:
-            self.metrics.watch_rollbacks(namespace, name, spec.rollback.on_alerts)
-        failed = isinstance(resolution, RegistryUnreachable)
-        delay = self._poll_interval(spec)
-        if p.requeue_after is not None:
-            delay = min(delay, p.requeue_after)
-        return Outcome(delay, registry_failed=failed)
 
     def _count_rollback(self, body: Mapping[str, Any], rb: Rollback) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -247,15 +254,14 @@ class Reconciler:
                 f"could not record the {audit.action} of version {version} in the registry: {exc}",
             )
 
-    def _plan_checked(self, ctx: Context, spec: ModelDeploymentSpec, key: Key) -> Plan:
-        """The plan, with any version it would roll out that the pods do not run yet checked
-        against the registry first (rollout/preflight.py, registry/preflight.py)."""
-        return plan_checked(ctx, lambda version, fresh: self._preflight(key, spec, version, fresh))
-
     def _preflight(
-        self, key: Key, spec: ModelDeploymentSpec, version: str, fresh: bool
+        self, key: Key, spec: ModelDeploymentSpec | None, version: str, fresh: bool
     ) -> Unservable | None:
-        """Checked with the same registry and credentials as the resolution."""
+        """Any version the plan would roll out that the pods do not run yet, checked against the
+        registry first with the same registry and credentials as the resolution
+        (rollout/preflight.py, registry/preflight.py)."""
+        if spec is None:  # an invalid spec proposes no version; refuse if one ever did
+            return Unservable(r.INVALID_SPEC, "the spec is invalid")
         uri = self._tracking_uri(spec)
         creds = self._credentials(key[0], spec) if uri else None
         if not uri or creds is None:

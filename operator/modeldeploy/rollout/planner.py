@@ -65,7 +65,8 @@ class DeploymentState:
         template = spec.get("template", {}).get("metadata", {})
         labels, ann = template.get("labels") or {}, template.get("annotations") or {}
         stalled = any(
-            c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+            # The Deployment controller's own condition, which our names mirror.
+            c.get("type") == r.COND_PROGRESSING and c.get("reason") == r.PROGRESS_DEADLINE_EXCEEDED
             for c in st.get("conditions") or ()
         )
         return cls(
@@ -168,7 +169,21 @@ class _Builder:
         return (old.status if old else None, new.status if new else None)
 
 
-def plan(ctx: Context) -> Plan:
+@dataclass(frozen=True)
+class InvalidSpec:
+    """The planner's input for a spec the schema let through but the operator cannot use."""
+
+    status: Status
+    message: str
+    now: datetime
+    generation: int
+
+
+def plan(ctx: Context | InvalidSpec) -> Plan:
+    """The next status, the objects to apply and the Events, from everything observed: the one
+    place a status is built, for a usable spec and an unusable one alike."""
+    if isinstance(ctx, InvalidSpec):
+        return _plan_invalid_spec(ctx)
     b = _Builder(ctx)
     res, dep, old = ctx.resolution, ctx.deployment, ctx.status
     target, resolved = _registry(ctx, b)
@@ -330,11 +345,12 @@ def _decision(
     )
 
 
-def plan_invalid_spec(status: Status, message: str, now: datetime, generation: int) -> Plan:
+def _plan_invalid_spec(ctx: InvalidSpec) -> Plan:
     """A spec the schema let through but the operator cannot use: phase Failed and Ready=False
     naming the field; nothing is applied, and the rest of the stored status (rejections, the
     allow-version value already acted on, history) is kept as it is, so fixing the spec resumes
     exactly where things were."""
+    status, message, now, generation = ctx.status, ctx.message, ctx.now, ctx.generation
     old = status.condition(r.READY)
     conditions = set_condition(
         status.conditions, r.READY, False, r.INVALID_SPEC, message, now, generation

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from modeldeploy.api import reasons as r
 from modeldeploy.registry.types import Unservable
-from modeldeploy.rollout.planner import Context, Plan, plan
+from modeldeploy.rollout.planner import Context, InvalidSpec, Plan, plan
 
 # The selector's version and every history entry, plus one: more means a planner bug.
 MAX_ROUNDS = r.HISTORY_LIMIT + 2
@@ -25,7 +25,7 @@ MAX_ROUNDS = r.HISTORY_LIMIT + 2
 Check = Callable[[str, bool], Unservable | None]
 
 
-def plan_checked(ctx: Context, check: Check) -> Plan:
+def plan_checked(ctx: Context | InvalidSpec, check: Check) -> Plan:
     """The plan whose new version, if any, passed `check` (or could not be checked: then the
     plan keeps what runs and says the registry did not answer). A rollback target is checked
     afresh: a version deleted a moment ago must not be one."""
@@ -41,5 +41,6 @@ def plan_checked(ctx: Context, check: Check) -> Plan:
         failure = check(version, p.rollback is not None)
         if failure is None:
             return p
+        assert isinstance(ctx, Context)  # an invalid spec proposes no version
         ctx = replace(ctx, unservable={**ctx.unservable, version: failure})
     raise RuntimeError(f"pre-flight: the planner proposed more than {MAX_ROUNDS} versions")

@@ -207,6 +207,12 @@ def test_an_invalid_spec_keeps_the_allow_version_already_acted_on(world: Any) ->
     assert kube.reasons().count(r.INVALID_SPEC) == 1
     rec.reconcile((NS, NAME))
     assert kube.reasons().count(r.INVALID_SPEC) == 1  # once per message
+    # The phase metric follows the status like any other plan's (one path for both).
+    phase = rec.metrics.registry.get_sample_value(
+        "modeldeploy_rollout_status", {"namespace": NS, "name": NAME, "phase": r.FAILED}
+    )
+    assert phase == 1
+    assert rec.reconcile((NS, NAME)).requeue_after is None  # waits for the spec to change
 
 
 @pytest.mark.parametrize(
