@@ -19,12 +19,17 @@
    is refused without an approval; an alias moved around the CLI does not get past the operator
    either (a ModelDeployment with `requireApproval: production` waits, phase AwaitingApproval);
    `modeldeploy approve` rolls it out within seconds;
-9. prints the lineage of what serves: dataset → preprocessing → run → version → deployments,
-   and says where to look and how to stop;
-10. draws every dashboard panel over the demo's time span from Prometheus (no Grafana needed)
+9. prints the lineage of what serves: dataset → preprocessing → run → version → deployments;
+10. starts a second operator replica (a standby), kills the leader with SIGKILL, moves
+   @champion to version 1 while nobody leads, and shows the standby taking the Lease and rolling
+   version 1 out; the killed replica comes back as the new standby, and moving @champion back to
+   2 reaches the new leader through it (MLflow's webhook → standby → leader; dev/demo_ha.py);
+   then says where to look and how to stop;
+11. draws every dashboard panel over the demo's time span from Prometheus (no Grafana needed)
    and prints where the pictures are.
 
-The operator keeps running after the demo (`make stack-down` stops it with the rest).
+The two operator replicas keep running after the demo (`make stack-down` stops them with the
+rest).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import demo_ha
 import stack as devstack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,13 +86,21 @@ def train_and_register(env: dict[str, str]) -> None:
         )
 
 
-def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
+def start_operator(stack: devstack.Stack, env: dict[str, str], record: str = "operator") -> None:
+    """Starts an operator replica recorded as `record` in the stack's state (`make stack-down`
+    stops it). "operator" listens on the stack's operator ports, where Alertmanager sends its
+    notifications; another record keeps the ports it was first given."""
     state = stack.state()
-    old = state.get("operator")
+    old = state.get(record)
     if old and devstack.pid_alive(int(old["pid"])):
-        print(f"   operator already running (pid {old['pid']})")
+        print(f"   {record} already running (pid {old['pid']})")
         return
-    ports = stack.operator_ports()
+    if record == "operator":
+        ports = stack.operator_ports()
+    elif old:
+        ports = {"metrics": int(old["port"]), "webhook": int(old["webhook"])}
+    else:
+        ports = {"metrics": devstack.free_port(), "webhook": devstack.free_port()}
     secret_file = stack.root / "registry-webhook.secret"
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(24))
@@ -105,16 +119,18 @@ def start_operator(stack: devstack.Stack, env: dict[str, str]) -> None:
         str(ports["webhook"]),
         "--health-port",
         str(devstack.free_port()),
+        # Every replica registers the same URL (one webhook per installation; only the leader
+        # writes it); behind a Service it would reach any replica, and a standby forwards.
         "--registry-webhook-url",
-        f"http://127.0.0.1:{ports['webhook']}/webhooks/mlflow",
+        f"http://127.0.0.1:{stack.operator_ports()['webhook']}/webhooks/mlflow",
     ]
-    proc = devstack.spawn(cmd, stack.logs / "operator.log", op_env)
-    stack.record_operator(proc.pid, ports["metrics"])
+    proc = devstack.spawn(cmd, stack.logs / f"{record}.log", op_env)
+    stack.record_operator(proc.pid, ports["metrics"], name=record, webhook_port=ports["webhook"])
     # Prometheus scrapes the operator as a ServiceMonitor would (the Rollouts dashboard).
-    stack.add_scrape_target("modeldeploy-operator", f"127.0.0.1:{ports['metrics']}")
+    stack.add_scrape_target(f"modeldeploy-{record}", f"127.0.0.1:{ports['metrics']}")
     print(
-        f"   operator pid {proc.pid}, metrics on :{ports['metrics']}, "
-        f"logs in {stack.logs / 'operator.log'}"
+        f"   {record} pid {proc.pid}, metrics on :{ports['metrics']}, "
+        f"webhooks on :{ports['webhook']}, logs in {stack.logs / f'{record}.log'}"
     )
 
 
@@ -490,6 +506,19 @@ def main() -> int:
 
     say("Lineage: from the dataset to every ModelDeployment that served the version")
     modeldeploy(env, "lineage", f"{NAMESPACE}/{MD}")
+
+    say("High availability: two operator replicas, one leads through a Lease")
+    demo_ha.failover(
+        stack,
+        env,
+        kubectl,
+        start_operator,
+        watch,
+        lambda version: client.set_registered_model_alias(MODEL, "champion", version),
+        NAMESPACE,
+        version="1",
+        back="2",
+    )
 
     uri = env["MLFLOW_TRACKING_URI"]
     say("Look around")

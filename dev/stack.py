@@ -298,10 +298,12 @@ class Stack:
             tmp.replace(self.state_file)
             self._write_env(st)
 
-    def record_operator(self, pid: int, metrics_port: int) -> None:
-        """Records an operator started against this stack (the demo's), so the next run finds it
-        running and `down` stops it with the rest."""
-        self._save("operator", {"pid": pid, "port": metrics_port})
+    def record_operator(
+        self, pid: int, metrics_port: int, name: str = "operator", webhook_port: int | None = None
+    ) -> None:
+        """Records an operator replica started against this stack (the demo's), so the next run
+        finds it running and `down` stops it with the rest."""
+        self._save(name, {"pid": pid, "port": metrics_port, "webhook": webhook_port})
 
     def _update(self, part: str, **changes: Any) -> None:
         with self.locked():
@@ -328,6 +330,8 @@ class Stack:
             env["MODELDEPLOY_WEBHOOK_PORT"] = str(st["operator_ports"]["webhook"])
         if "alertmanager" in st:  # local stack only: the token Alertmanager sends (see alert_token)
             env["MODELDEPLOY_ALERT_WEBHOOK_TOKEN"] = self.alert_token()
+            # Where a replica that starts leading re-learns the alerts pushed before it led.
+            env["MODELDEPLOY_ALERTMANAGER_URL"] = env["ALERTMANAGER_URL"]
         return env
 
     def _write_env(self, st: dict[str, Any]) -> None:
