@@ -170,3 +170,29 @@ def test_the_echo_filter_wakes_only_for_what_needs_a_reconcile(
     type_: str | None, obj: dict[str, Any], expected: bool
 ) -> None:
     assert needs_reconcile(type_, obj) is expected
+
+
+def test_every_kind_of_child_is_watched_and_nothing_else_wakes_a_reconcile() -> None:
+    """A child changed or deleted by hand is repaired within seconds only if its kind is
+    watched (a foundation bug: the Service and monitoring objects were not)."""
+    import kopf
+
+    from modeldeploy import names
+    from modeldeploy.controller import handlers
+    from modeldeploy.render.objects import MANAGED_BY
+
+    watched = {
+        (h.fn.__name__, h.selector.group, h.selector.any_name): h
+        for h in kopf.get_default_registry()._watching._handlers
+        if h.fn.__module__ == handlers.__name__
+    }
+    children = {(g, n) for fn, g, n in watched if fn == "child_event"}
+    assert children == {
+        ("apps", "deployments"),
+        ("", "services"),
+        ("monitoring.coreos.com", "servicemonitors"),
+        ("monitoring.coreos.com", "prometheusrules"),
+    }
+    for (fn, _, _), h in watched.items():
+        if fn == "child_event":
+            assert dict(h.labels or {}) == {names.LABEL_MANAGED_BY: MANAGED_BY}
