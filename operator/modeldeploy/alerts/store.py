@@ -105,13 +105,22 @@ class AlertStore:
         """The complete active set from a poll; returns the ModelDeployments whose set changed."""
         return self._replace(raws, now, pushed=False)
 
-    def replace_pushed(self, raws: Iterable[Mapping[str, Any]], now: float) -> set[Key]:
+    def replace_pushed(
+        self, raws: Iterable[Mapping[str, Any]], now: float, kept_since: float
+    ) -> set[Key]:
         """The complete active set read from Alertmanager's API in place of what its webhook
         pushed: a replica that starts leading re-learns the alerts still firing that were pushed
-        to another replica (or before a restart), and forgets pushed ones that resolved."""
-        return self._replace(raws, now, pushed=True)
+        to another replica (or before a restart), and forgets pushed ones that resolved. Alerts
+        pushed since `kept_since` (when the read began) are newer than the read and stay."""
+        return self._replace(raws, now, pushed=True, kept_since=kept_since)
 
-    def _replace(self, raws: Iterable[Mapping[str, Any]], now: float, pushed: bool) -> set[Key]:
+    def _replace(
+        self,
+        raws: Iterable[Mapping[str, Any]],
+        now: float,
+        pushed: bool,
+        kept_since: float = float("inf"),
+    ) -> set[Key]:
         fresh: dict[str, FiringAlert] = {}
         for raw in raws:
             alert = parse_alert(raw, now)
@@ -119,6 +128,9 @@ class AlertStore:
                 fresh[alert.fingerprint] = alert
         with self._lock:
             share = self._pushed if pushed else self._polled
+            for fp, alert in share.items():
+                if alert.received_at >= kept_since and fp not in fresh:
+                    fresh[fp] = alert
             before = {fp: a.key for fp, a in share.items()}
             share.clear()
             share.update({fp: self._remember(a) for fp, a in fresh.items()})

@@ -113,6 +113,10 @@ class Operator:
             self.subscription = Subscription(config.default_tracking_uri, wanted)
         self._metrics_server: Any = None
         self._helpers: list[threading.Thread] = []
+        # Each start or stop of leading is a new term: a relearn that finishes after its term
+        # ended must not resume the workers.
+        self._term = 0
+        self._term_lock = threading.Lock()
 
     # --- what the watches call ----------------------------------------------------------------
     def track(self, key: Key) -> None:
@@ -188,19 +192,43 @@ class Operator:
         self.cache.invalidate_all()
         if self.subscription is not None:
             self.subscription.start()
-        relearn = self.config.alertmanager_url or self.config.alerts_url
-        if relearn:
-            t = threading.Thread(
-                target=self._relearn_alerts, args=(relearn,), name="alert-relearn", daemon=True
-            )
-            self._helpers = [h for h in self._helpers if h.is_alive()] + [t]
-            t.start()
         for key in self._known():
             self.nudge(key)
-        self.workers.resume()
+        with self._term_lock:
+            self._term += 1
+            term = self._term
+        relearn = self.config.alertmanager_url or self.config.alerts_url
+        if not relearn:
+            self._resume(term)
+            return
+        # The first reconciles must see what Alertmanager says fires now (a resolve may have
+        # reached only the old leader), so the workers wait for the read, which is bounded by
+        # its timeouts. It runs in its own thread: the elector must keep renewing meanwhile.
+        t = threading.Thread(
+            target=self._relearn_then_resume,
+            args=(relearn, term),
+            name="alert-relearn",
+            daemon=True,
+        )
+        self._helpers = [h for h in self._helpers if h.is_alive()] + [t]
+        t.start()
+
+    def _resume(self, term: int) -> None:
+        """Resumes the workers unless leadership ended (or began again) since `term`."""
+        with self._term_lock:
+            if term == self._term:
+                self.workers.resume()
+
+    def _relearn_then_resume(self, url: str, term: int) -> None:
+        try:
+            self._relearn_alerts(url)
+        finally:
+            self._resume(term)
 
     def _stopped_leading(self) -> None:
-        self.workers.pause()
+        with self._term_lock:
+            self._term += 1
+            self.workers.pause()
         self.metrics.leader.set(0)
         if self.subscription is not None:
             self.subscription.stop()
@@ -209,8 +237,9 @@ class Operator:
     def _relearn_alerts(self, url: str) -> None:
         """Alerts pushed to another replica or before a restart, still firing: read them from
         Alertmanager now rather than wait for its repeat_interval."""
+        began = time.time()
         try:
-            changed = self.alerts.replace_pushed(fetch_alerts(url), time.time())
+            changed = self.alerts.replace_pushed(fetch_alerts(url), time.time(), kept_since=began)
         except Exception as exc:
             log.warning("could not re-learn firing alerts from %s: %s", url, exc)
             return

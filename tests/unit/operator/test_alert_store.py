@@ -272,3 +272,23 @@ def test_polled_alerts_without_identifying_labels_are_ignored() -> None:
     store = AlertStore()
     assert store.replace_polled([raw], T) == set()
     assert store.firing(KEY) == ()
+
+
+def test_a_relearn_replaces_pushed_alerts_with_alertmanagers_list_but_keeps_newer_pushes() -> None:
+    """A replica taking the lease reads the active set: pushed alerts it lists are kept (their
+    first sight too), ones it no longer lists resolved while another replica led and go, ones it
+    lists that were never pushed here are learned, and one pushed after the read began stays."""
+    store = AlertStore()
+    store.apply_notification(notification(webhook_alert(fingerprint="still")), 100.0)
+    store.apply_notification(
+        notification(webhook_alert(fingerprint="resolved-elsewhere", version="1")), 100.0
+    )
+    store.apply_notification(
+        notification(webhook_alert(fingerprint="pushed-during-read", md="other")), 205.0
+    )
+    listed = [am_v2_alert(fingerprint="still"), am_v2_alert(fingerprint="new", name="Drift")]
+    changed = store.replace_pushed(listed, now=210.0, kept_since=200.0)
+    assert changed == {KEY}
+    firing = {a.fingerprint: a.received_at for a in store.firing(KEY)}
+    assert firing == {"still": 100.0, "new": 210.0}
+    assert [a.fingerprint for a in store.firing((NS, "other"))] == ["pushed-during-read"]

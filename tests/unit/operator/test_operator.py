@@ -422,3 +422,73 @@ def test_undecodable_authorization_and_signature_headers_are_401_not_500() -> No
         assert raw_request(port, "/webhooks/mlflow", mlflow, b"{}") == 401
     finally:
         running.stop()
+
+
+class SlowAlertmanager:
+    """GET /api/v2/alerts on loopback that answers only when released."""
+
+    def __init__(self, alerts: list[dict[str, Any]]) -> None:
+        import http.server
+
+        self.release = threading.Event()
+        self.asked = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.asked.set()
+                outer.release.wait(20)
+                body = json.dumps(alerts).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.url = f"http://{LOOPBACK}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_new_leader_reconciles_only_after_re_learning_the_firing_alerts(
+    replicas: Replicas,
+) -> None:
+    from tests.unit.operator.test_alert_store import am_v2_alert
+
+    am = SlowAlertmanager([am_v2_alert(fingerprint="fires")])
+    try:
+        a = replicas.start("a", alertmanager_url=am.url)
+        wait_until(am.asked.is_set)
+        time.sleep(0.3)  # several election rounds: it leads, renews, and still waits
+        assert a.role.leading() and not a.workers.working
+        am.release.set()
+        wait_until(lambda: a.workers.working)
+        assert [x.fingerprint for x in a.alerts.firing(KEY)] == ["fires"]
+    finally:
+        am.close()
+
+
+def test_a_relearn_that_ends_after_leadership_was_lost_does_not_resume_the_workers(
+    replicas: Replicas,
+) -> None:
+    am = SlowAlertmanager([])
+    try:
+        a = replicas.start("a", alertmanager_url=am.url, lease_duration=60.0)
+        wait_until(am.asked.is_set)
+        replicas.cluster.lease_store.down = True
+        wait_until(lambda: not a.role.leading(), timeout=20)
+        wait_until(lambda: a.metrics.leader._value.get() == 0, timeout=20)  # stopped leading
+        am.release.set()
+        for t in a._helpers:
+            t.join(10)  # the relearn has finished
+        assert not a.workers.working
+    finally:
+        am.close()
