@@ -43,11 +43,14 @@ def test_a_missing_binary_or_cluster_is_an_error_that_says_so(tmp_path: Path) ->
         devstack.Stack(tmp_path / "other").binary("kubectl")
 
 
-def test_a_recorded_operator_is_in_the_state_for_down_to_stop(tmp_path: Path) -> None:
+def test_recorded_operator_replicas_are_in_the_state_for_down_to_stop(tmp_path: Path) -> None:
     stack = devstack.Stack(tmp_path / "stack")
     stack.record_operator(pid=1234, metrics_port=8080)
-    assert stack.state()["operator"] == {"pid": 1234, "port": 8080}
+    stack.record_operator(pid=1235, metrics_port=8090, name="operator-standby", webhook_port=8091)
+    assert stack.state()["operator"] == {"pid": 1234, "port": 8080, "webhook": None}
+    assert stack.state()["operator-standby"] == {"pid": 1235, "port": 8090, "webhook": 8091}
     assert stack.pids()["operator"] == 1234
+    assert stack.pids()["operator-standby"] == 1235
 
 
 def test_stopping_a_part_that_does_not_run_changes_nothing(tmp_path: Path) -> None:
