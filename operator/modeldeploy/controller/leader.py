@@ -131,7 +131,10 @@ class LeaderElector:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception:  # a failing callback must not end the elections of this replica
+                log.exception("leader election round failed; trying again")
             self._stop.wait(self.timing.retry_period)
         self._set_leading(False)
         self.release()
@@ -156,7 +159,14 @@ class LeaderElector:
             return
         if leading:
             log.info("%s leads (Lease %s/%s)", self.identity, self.namespace, self.name)
-            self.on_started()
+            try:
+                self.on_started()
+            except Exception:  # it cannot do its job as leader: step down, let another lead
+                with self._lock:
+                    self._leading = False
+                self.release()
+                self.on_stopped()  # undo whatever part of the start happened
+                raise
         else:
             log.warning(
                 "%s stopped leading (Lease %s/%s)", self.identity, self.namespace, self.name

@@ -168,3 +168,22 @@ def test_timing_must_leave_room_between_renewal_and_expiry() -> None:
         Timing(lease_duration=10, renew_deadline=10, retry_period=2)
     with pytest.raises(ValueError):
         Timing(lease_duration=15, renew_deadline=10, retry_period=0)
+
+
+def test_a_leader_whose_start_fails_steps_down_and_keeps_electing(two) -> None:
+    """A replica that cannot start leading (its callback raised) must not hold the Lease it
+    cannot serve: it releases it, so another replica takes over at once."""
+    leases, _clock, a, b = two
+    calls = []
+
+    def broken() -> None:
+        calls.append("started")
+        if len(calls) == 1:
+            raise RuntimeError("cannot start")
+
+    a.elector.on_started = broken
+    with pytest.raises(RuntimeError):
+        a.step()
+    assert not a.elector.leading() and leases.holder("ns", "lease") is None
+    assert a.events == ["stopped"]  # what the start did is undone
+    assert b.step()  # no waiting for expiry
