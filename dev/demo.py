@@ -281,7 +281,7 @@ def watch(env: dict[str, str], until: Any, timeout: float = 120, md: str = MD) -
         if until(st):
             return st
         time.sleep(0.5)
-    raise SystemExit(f"timed out; see {REPO / '.stack/logs/operator.log'}")
+    raise SystemExit(f"timed out; see {REPO / '.stack/logs'}/operator*.log")
 
 
 def modeldeploy(env: dict[str, str], *args: str, expect: int = 0) -> str:

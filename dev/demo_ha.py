@@ -27,16 +27,6 @@ def _role(webhook_port: int) -> str | None:
         return None
 
 
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}; see .stack/logs/operator*.log")
-
-
 def failover(
     stack: devstack.Stack,
     env: dict[str, str],
@@ -48,10 +38,15 @@ def failover(
     version: str,
     back: str,
 ) -> None:
+    def wait(
+        check: Callable[[], bool], timeout: float, what: str, record: str = "operator"
+    ) -> None:
+        devstack.wait_for(check, timeout, what, record, stack.logs / f"{record}.log")
+
     start_operator(stack, env, record="operator-standby")
     webhook = {name: int(stack.state()[name]["webhook"]) for name in RECORDS}
     webhook["operator"] = stack.operator_ports()["webhook"]
-    _wait(lambda: all(_role(port) for port in webhook.values()), 60, "both replicas ready")
+    wait(lambda: all(_role(port) for port in webhook.values()), 60, "both replicas ready")
     for name, port in webhook.items():
         print(f"   {name:17} pid {stack.state()[name]['pid']:>7}  /readyz: {_role(port)}")
 
@@ -69,13 +64,13 @@ def failover(
     os.killpg(pid, signal.SIGKILL)  # spawn() made it a group leader
     move_alias(version)
     print(f"   SIGKILL {leader} (pid {pid}); @champion → version {version} while nobody leads")
-    _wait(lambda: _role(webhook[standby]) == "leader", 60, f"{standby} to lead")
+    wait(lambda: _role(webhook[standby]) == "leader", 60, f"{standby} leading", standby)
     print(f"   {standby} leads {time.monotonic() - t0:.1f} s after the kill (Lease: {holder()})")
     watch(env, lambda st: st.get("phase") == "Healthy" and st.get("servingVersion") == version)
     print(f"   version {version} serving {time.monotonic() - t0:.1f} s after the kill")
 
     start_operator(stack, env, record=leader)
-    _wait(lambda: _role(webhook[leader]) == "standby", 60, f"{leader} back as standby")
+    wait(lambda: _role(webhook[leader]) == "standby", 60, f"{leader} back as standby", leader)
     print(f"   {leader} restarted: standby; Events name the replica that reported them:")
     columns = "custom-columns=REASON:.reason,REPORTED BY:.reportingInstance,MESSAGE:.message"
     events = kubectl(

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
-from modeldeploy.alerts.store import AlertStore
+from modeldeploy.alerts.store import AlertStore, Key
 from modeldeploy.controller.leader import Holder
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.registry.webhooks import (
@@ -44,7 +44,6 @@ from modeldeploy.registry.webhooks import (
 )
 
 log = logging.getLogger("modeldeploy.endpoints")
-Key = tuple[str, str]
 MLFLOW_PATH = "/webhooks/mlflow"
 ALERTS_PATH = "/alerts/alertmanager"
 FORWARDED_BY = "X-Modeldeploy-Forwarded-By"

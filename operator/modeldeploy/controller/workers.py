@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from modeldeploy.alerts.store import Key
 from modeldeploy.controller.kube import NotLeader
 from modeldeploy.controller.workqueue import Backoff, WorkQueue
 
 log = logging.getLogger("modeldeploy.workers")
-Key = tuple[str, str]
 GATE_POLL_SECONDS = 0.5  # how often a paused worker looks whether the pool is closing
 
 

@@ -130,13 +130,11 @@ class FakeLeases:
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
         self.version = 0
         self.down = False
-        self.writes: list[str | None] = []  # holderIdentity of each successful write
 
     def _stored(self, body: Mapping[str, Any]) -> dict[str, Any]:
         self.version += 1
         new = copy.deepcopy(dict(body))
         new["metadata"] = {**new.get("metadata", {}), "resourceVersion": str(self.version)}
-        self.writes.append((new.get("spec") or {}).get("holderIdentity"))
         return new
 
     def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
