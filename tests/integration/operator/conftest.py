@@ -136,6 +136,18 @@ class Operator:
                 return False
 
         wait_for(healthy, 60, "operator /healthz")
+
+        def ready() -> bool:
+            # Ready = it has read the Lease and knows whether it leads, as a Service would wait
+            # for: before that a webhook gets 503 (no leader known yet).
+            healthy()
+            try:
+                url = f"http://127.0.0.1:{self.webhook_port}/readyz"
+                return requests.get(url, timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(ready, 60, "operator /readyz")
         return self
 
     def kill(self) -> None:
