@@ -332,6 +332,8 @@ class Stack:
             env["MODELDEPLOY_ALERT_WEBHOOK_TOKEN"] = self.alert_token()
             # Where a replica that starts leading re-learns the alerts pushed before it led.
             env["MODELDEPLOY_ALERTMANAGER_URL"] = env["ALERTMANAGER_URL"]
+        if "prometheus" in st:  # where canary steps are judged
+            env["MODELDEPLOY_PROMETHEUS_URL"] = env["PROMETHEUS_URL"]
         return env
 
     def _write_env(self, st: dict[str, Any]) -> None:

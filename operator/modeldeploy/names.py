@@ -21,6 +21,10 @@ LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_MODELDEPLOYMENT: Final = f"{GROUP}/modeldeployment"
 LABEL_MODEL_NAME: Final = f"{GROUP}/model-name"
 LABEL_MODEL_VERSION: Final = f"{GROUP}/model-version"
+# stable: the pods of the serving version; canary: those of a canary or blue-green preview.
+LABEL_TRACK: Final = f"{GROUP}/track"
+TRACK_STABLE: Final = "stable"
+TRACK_CANARY: Final = "canary"
 
 # Prometheus label names. namespace/modeldeployment/model_version identify the serving version
 # an alert is about; the rollback logic matches alerts by exactly these three.
@@ -109,6 +113,8 @@ OP_ROLLOUTS_COMPLETED: Final = "modeldeploy_rollouts_completed_total"
 OP_ROLLOUT_LAST_COMPLETED: Final = "modeldeploy_rollout_last_completed_timestamp_seconds"
 OP_ROLLOUT_LAST_DURATION: Final = "modeldeploy_rollout_last_duration_seconds"
 OP_ROLLBACKS: Final = "modeldeploy_rollbacks_total"
+# Canary analyses, by verdict (Passed, Failed, Inconclusive, Unavailable).
+OP_CANARY_ANALYSES: Final = "modeldeploy_canary_analyses_total"
 OP_ALERT_TO_ROLLBACK: Final = "modeldeploy_alert_to_rollback_seconds"
 OP_ALERTS_RECEIVED: Final = "modeldeploy_alert_notifications_total"
 OP_RECONCILE_SECONDS: Final = "modeldeploy_reconcile_duration_seconds"
@@ -120,6 +126,10 @@ OP_LEADER: Final = "modeldeploy_operator_leader"
 OP_WEBHOOK_FORWARDS: Final = "modeldeploy_webhook_forwards_total"
 # On the leader-election Lease: the URL at which the leader's webhook endpoints answer.
 ANNOTATION_LEADER_URL: Final = f"{GROUP}/leader-url"
+
+# The `alert` label of modeldeploy_rollbacks_total (and the RolledBack reason, the MLflow
+# rejected tag) when a canary's analysis, not an alert, rolled it back.
+CANARY_ANALYSIS: Final = "CanaryAnalysis"
 
 # Alert names of the default PrometheusRule.
 ALERT_HIGH_ERROR_RATE: Final = "ModelHighErrorRate"

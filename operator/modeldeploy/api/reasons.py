@@ -92,4 +92,29 @@ EV_APPROVAL_REQUIRED: Final = "ApprovalRequired"
 EV_APPROVED: Final = "Approved"
 EV_REGISTRY_TAG_FAILED: Final = "RegistryTagFailed"
 
+# Progressive delivery (spec.strategy; rollout/progressive.py, rollout/analysis.py).
+# status.canary.state
+CANARY_SCALING: Final = "Scaling"
+CANARY_ANALYSING: Final = "Analysing"
+CANARY_HOLDING: Final = "Holding"
+CANARY_PROMOTING: Final = "Promoting"
+# status.canary.analysis[].verdict
+VERDICT_PASSED: Final = "Passed"
+VERDICT_FAILED: Final = "Failed"
+VERDICT_INCONCLUSIVE: Final = "Inconclusive"
+VERDICT_UNAVAILABLE: Final = "Unavailable"
+# The Analysis condition (present while a canary or preview runs) and its reasons.
+COND_ANALYSIS: Final = "Analysis"
+ANALYSIS_PASSED: Final = "AnalysisPassed"
+ANALYSIS_FAILED: Final = "AnalysisFailed"
+ANALYSIS_INCONCLUSIVE: Final = "AnalysisInconclusive"
+ANALYSIS_UNAVAILABLE: Final = "AnalysisUnavailable"
+AWAITING_ANALYSIS: Final = "AwaitingAnalysis"
+TRAFFIC_ROUTE_INVALID: Final = "TrafficRouteInvalid"
+# Events
+EV_CANARY_STARTED: Final = "CanaryStarted"
+EV_CANARY_STEP: Final = "CanaryStep"
+EV_CANARY_PROMOTING: Final = "CanaryPromoting"
+EV_CANARY_HOLDING: Final = "CanaryHolding"
+
 HISTORY_LIMIT: Final = 10

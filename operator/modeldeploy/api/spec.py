@@ -59,6 +59,15 @@ class RegistrySpec:
 
 
 @dataclass(frozen=True)
+class AutoscalingSpec:
+    """spec.serving.autoscaling: an autoscaling/v2 HorizontalPodAutoscaler on CPU."""
+
+    max_replicas: int
+    min_replicas: int = 1
+    target_cpu_percent: int = 80
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     image: str | None = None
     image_pull_policy: str | None = None
@@ -69,6 +78,7 @@ class ServingSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     service_account_name: str | None = None
     progress_deadline: float = 600.0
+    autoscaling: AutoscalingSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,56 @@ class RollbackSpec:
     on_alerts: tuple[str, ...] = (names.ALERT_HIGH_ERROR_RATE, names.ALERT_HIGH_LATENCY)
 
 
+ROLLING_UPDATE, CANARY, BLUE_GREEN = "RollingUpdate", "Canary", "BlueGreen"
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    weight: int  # percent of traffic, 1-99
+    duration: float  # seconds the step is held and analysed
+
+
+DEFAULT_STEPS = (CanaryStep(10, 60.0), CanaryStep(50, 60.0))
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """spec.strategy.analysis. None limits fall back to spec.monitoring.alerts (`limits`)."""
+
+    interval: float = 10.0
+    min_requests: int = 50
+    max_error_rate: float | None = None
+    max_latency_p99: float | None = None
+    max_output_psi: float = 0.2
+    max_confidence_drop: float = 0.1
+    max_input_psi: float | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The analysis limits with every default filled in."""
+
+    min_requests: int
+    max_error_rate: float
+    max_latency_p99: float
+    max_output_psi: float
+    max_confidence_drop: float
+    max_input_psi: float
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    type: str = ROLLING_UPDATE
+    steps: tuple[CanaryStep, ...] = DEFAULT_STEPS
+    http_route: str | None = None  # spec.strategy.canary.trafficRouting.httpRoute.name
+    preview_duration: float = 60.0  # spec.strategy.blueGreen.duration
+    analysis: AnalysisSpec = AnalysisSpec()
+
+    @property
+    def progressive(self) -> bool:
+        return self.type in (CANARY, BLUE_GREEN)
+
+
 @dataclass(frozen=True)
 class ModelDeploymentSpec:
     model: ModelRef
@@ -109,6 +169,18 @@ class ModelDeploymentSpec:
     serving: ServingSpec = ServingSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     rollback: RollbackSpec = RollbackSpec()
+    strategy: StrategySpec = StrategySpec()
+
+    def limits(self) -> Limits:
+        a, alerts = self.strategy.analysis, self.monitoring.alerts
+        return Limits(
+            min_requests=a.min_requests,
+            max_error_rate=alerts.error_rate if a.max_error_rate is None else a.max_error_rate,
+            max_latency_p99=alerts.latency_p99 if a.max_latency_p99 is None else a.max_latency_p99,
+            max_output_psi=a.max_output_psi,
+            max_confidence_drop=a.max_confidence_drop,
+            max_input_psi=alerts.drift_psi if a.max_input_psi is None else a.max_input_psi,
+        )
 
 
 def _obj(d: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
@@ -155,6 +227,11 @@ def _opt_num(d: Mapping[str, Any], key: str, path: str, lo: float, hi: float) ->
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise SpecError(f"{path}.{key}", f"must be a number from {lo:g} to {hi:g}, not {value!r}")
     return float(value)
+
+
+def _num_or(d: Mapping[str, Any], key: str, path: str, default: float, hi: float) -> float:
+    value = _opt_num(d, key, path, 0.0, hi)
+    return default if value is None else value
 
 
 def _duration(d: Mapping[str, Any], key: str, path: str, default: str) -> tuple[str, float]:
@@ -220,6 +297,76 @@ def _parse_serving(d: Mapping[str, Any]) -> ServingSpec:
         node_selector={str(k): str(v) for k, v in _obj(d, "nodeSelector", p).items()},
         service_account_name=_opt_str(d, "serviceAccountName", p),
         progress_deadline=deadline,
+        autoscaling=_parse_autoscaling(d.get("autoscaling")),
+    )
+
+
+def _parse_autoscaling(d: Any) -> AutoscalingSpec | None:
+    p = "spec.serving.autoscaling"
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise SpecError(p, "must be an object")
+    if d.get("maxReplicas") is None:
+        raise SpecError(f"{p}.maxReplicas", "is required")
+    most = _int(d, "maxReplicas", p, 1, 1, 1000)
+    least = _int(d, "minReplicas", p, 1, 1, 1000)
+    if least > most:
+        raise SpecError(f"{p}.minReplicas", f"must not exceed maxReplicas ({least} > {most})")
+    return AutoscalingSpec(most, least, _int(d, "targetCPUUtilizationPercentage", p, 80, 1, 1000))
+
+
+def _step_duration(d: Mapping[str, Any], key: str, path: str, default: str) -> float:
+    seconds = _duration(d, key, path, default)[1]
+    if not 10 <= seconds <= 86400:
+        raise SpecError(f"{path}.{key}", "must be between 10s and 24h")
+    return seconds
+
+
+def _parse_analysis(d: Mapping[str, Any]) -> AnalysisSpec:
+    p = "spec.strategy.analysis"
+    interval = _duration(d, "interval", p, "10s")[1]
+    if not 2 <= interval <= 600:
+        raise SpecError(f"{p}.interval", "must be between 2s and 10m")
+    return AnalysisSpec(
+        interval=interval,
+        min_requests=_int(d, "minRequests", p, 50, 1, 1_000_000_000),
+        max_error_rate=_opt_num(d, "maxErrorRate", p, 0.0, 1.0),
+        max_latency_p99=_opt_num(d, "maxLatencyP99", p, 0.0, 1e6),
+        max_output_psi=_num_or(d, "maxOutputPsi", p, 0.2, 1e6),
+        max_confidence_drop=_num_or(d, "maxConfidenceDrop", p, 0.1, 1.0),
+        max_input_psi=_opt_num(d, "maxInputPsi", p, 0.0, 1e6),
+    )
+
+
+def _parse_strategy(d: Mapping[str, Any]) -> StrategySpec:
+    p = "spec.strategy"
+    kind = _opt_str(d, "type", p) or ROLLING_UPDATE
+    if kind not in (ROLLING_UPDATE, CANARY, BLUE_GREEN):
+        raise SpecError(f"{p}.type", f"{kind!r} is not RollingUpdate, Canary or BlueGreen")
+    canary, blue = _obj(d, "canary", p), _obj(d, "blueGreen", p)
+    steps = []
+    raw_steps = canary.get("steps")
+    if raw_steps is not None and (not isinstance(raw_steps, list) or not 1 <= len(raw_steps) <= 10):
+        raise SpecError(f"{p}.canary.steps", "must be a list of 1 to 10 steps")
+    for i, step in enumerate(raw_steps or ()):
+        sp = f"{p}.canary.steps[{i}]"
+        if not isinstance(step, Mapping) or step.get("weight") is None:
+            raise SpecError(f"{sp}.weight", "is required")
+        steps.append(
+            CanaryStep(
+                _int(step, "weight", sp, 0, 1, 99), _step_duration(step, "duration", sp, "1m")
+            )
+        )
+    route = _obj(
+        _obj(canary, "trafficRouting", f"{p}.canary"), "httpRoute", f"{p}.canary.trafficRouting"
+    )
+    return StrategySpec(
+        type=kind,
+        steps=tuple(steps) or DEFAULT_STEPS,
+        http_route=_opt_str(route, "name", f"{p}.canary.trafficRouting.httpRoute"),
+        preview_duration=_step_duration(blue, "duration", f"{p}.blueGreen", "1m"),
+        analysis=_parse_analysis(_obj(d, "analysis", p)),
     )
 
 
@@ -274,4 +421,5 @@ def parse_spec(spec: Mapping[str, Any]) -> ModelDeploymentSpec:
         serving=_parse_serving(_obj(spec, "serving", "spec")),
         monitoring=_parse_monitoring(_obj(spec, "monitoring", "spec")),
         rollback=_parse_rollback(_obj(spec, "rollback", "spec")),
+        strategy=_parse_strategy(_obj(spec, "strategy", "spec")),
     )

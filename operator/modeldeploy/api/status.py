@@ -91,6 +91,139 @@ class HistoryEntry:
         )
 
 
+# status.canary.analysis[] figures: (field in AnalysisRecord, key in status)
+_FIGURES = (
+    ("window_seconds", "windowSeconds"),
+    ("canary_requests", "canaryRequests"),
+    ("stable_requests", "stableRequests"),
+    ("canary_error_rate", "canaryErrorRate"),
+    ("stable_error_rate", "stableErrorRate"),
+    ("canary_latency_p99", "canaryLatencyP99"),
+    ("stable_latency_p99", "stableLatencyP99"),
+    ("output_psi", "outputPsi"),
+    ("canary_confidence", "canaryConfidence"),
+    ("stable_confidence", "stableConfidence"),
+    ("canary_input_psi", "canaryInputPsi"),
+    ("stable_input_psi", "stableInputPsi"),
+)
+_INTEGERS = {"windowSeconds", "canaryRequests", "stableRequests"}
+
+
+@dataclass(frozen=True)
+class AnalysisRecord:
+    """One analysis of a canary step: the verdict, why, and the figures it was judged on."""
+
+    step: int
+    verdict: str  # Passed | Failed | Inconclusive | Unavailable
+    at: str
+    message: str
+    window_seconds: float | None = None
+    canary_requests: float | None = None
+    stable_requests: float | None = None
+    canary_error_rate: float | None = None
+    stable_error_rate: float | None = None
+    canary_latency_p99: float | None = None
+    stable_latency_p99: float | None = None
+    output_psi: float | None = None
+    canary_confidence: float | None = None
+    stable_confidence: float | None = None
+    canary_input_psi: float | None = None
+    stable_input_psi: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "step": self.step,
+            "verdict": self.verdict,
+            "at": self.at,
+            "message": self.message,
+        }
+        for attr, key in _FIGURES:
+            value = getattr(self, attr)
+            if value is not None:
+                out[key] = round(value) if key in _INTEGERS else round(float(value), 4)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AnalysisRecord:
+        figures = {
+            attr: float(d[key]) for attr, key in _FIGURES if isinstance(d.get(key), int | float)
+        }
+        return cls(
+            step=int(d.get("step") or 0),
+            verdict=str(d.get("verdict", "")),
+            at=str(d.get("at", "")),
+            message=str(d.get("message", "")),
+            **figures,
+        )
+
+
+@dataclass(frozen=True)
+class CanaryStatus:
+    """status.canary: the version under test and where its steps are. Absent when none runs."""
+
+    version: str
+    model_uri: str
+    run_id: str
+    strategy: str  # Canary | BlueGreen
+    step: int
+    steps: int
+    weight: int
+    effective_weight: int
+    started_at: str
+    state: str  # Scaling | Analysing | Holding | Promoting
+    step_started_at: str | None = None
+    last_analysis_at: str | None = None
+    analysis: tuple[AnalysisRecord, ...] = ()
+
+    @property
+    def step_text(self) -> str:
+        if self.strategy == "BlueGreen":
+            return f"preview {self.state.lower()}"
+        return f"{min(self.step + 1, self.steps)}/{self.steps} {self.state.lower()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": self.version,
+            "modelUri": self.model_uri,
+            "strategy": self.strategy,
+            "step": self.step,
+            "steps": self.steps,
+            "stepText": self.step_text,
+            "weight": self.weight,
+            "effectiveWeight": self.effective_weight,
+            "startedAt": self.started_at,
+            "state": self.state,
+            "analysis": [a.to_dict() for a in self.analysis],
+        }
+        optional = {
+            "runId": self.run_id,
+            "stepStartedAt": self.step_started_at,
+            "lastAnalysisAt": self.last_analysis_at,
+        }
+        out.update({k: v for k, v in optional.items() if v})
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> CanaryStatus | None:
+        if not d or not d.get("version"):
+            return None
+        return cls(
+            version=str(d["version"]),
+            model_uri=str(d.get("modelUri", "")),
+            run_id=str(d.get("runId", "")),
+            strategy=str(d.get("strategy") or ""),
+            step=int(d.get("step") or 0),
+            steps=int(d.get("steps") or 1),
+            weight=int(d.get("weight") or 0),
+            effective_weight=int(d.get("effectiveWeight") or 0),
+            started_at=str(d.get("startedAt", "")),
+            state=str(d.get("state") or ""),
+            step_started_at=d.get("stepStartedAt"),
+            last_analysis_at=d.get("lastAnalysisAt"),
+            analysis=tuple(AnalysisRecord.from_dict(a) for a in d.get("analysis") or ()),
+        )
+
+
 @dataclass(frozen=True)
 class Status:
     phase: str | None = None
@@ -104,6 +237,7 @@ class Status:
     allow_version_handled: str | None = None
     conditions: tuple[Condition, ...] = ()
     history: tuple[HistoryEntry, ...] = field(default=())
+    canary: CanaryStatus | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -126,6 +260,8 @@ class Status:
             out["allowVersionHandled"] = self.allow_version_handled
         out["conditions"] = [c.to_dict() for c in self.conditions]
         out["history"] = [h.to_dict() for h in self.history]
+        if self.canary is not None:
+            out["canary"] = self.canary.to_dict()
         return out
 
     @classmethod
@@ -143,6 +279,7 @@ class Status:
             allow_version_handled=d.get("allowVersionHandled"),
             conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or ()),
             history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or ()),
+            canary=CanaryStatus.from_dict(d.get("canary")),
         )
 
 

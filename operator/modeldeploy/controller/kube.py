@@ -49,6 +49,12 @@ class KubeAPI(Protocol):
     def invalidate_monitoring_crds(self) -> None: ...
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None: ...
+    def json_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None: ...
     def patch_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None: ...
@@ -179,14 +185,53 @@ class Kube:
             if getattr(exc, "status", None) != 404:
                 raise
 
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            self.dynamic.resources.invalidate_cache()
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """Any object, or None when it or its kind (a CRD not installed) does not exist."""
+        try:
+            resource = self._resource(api_version, kind)
+        except ResourceNotFoundError:
+            return None
+        try:
+            return dict(resource.get(name=name, namespace=namespace).to_dict())
+        except Exception as exc:  # the dynamic client wraps 404 in its own NotFoundError
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+
+    def json_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None:
+        """A JSON patch (RFC 6902): used only on objects the operator does not own (the user's
+        HTTPRoute), where its `test` ops make a concurrent edit fail the patch, not corrupt it."""
+        self._resource(api_version, kind).patch(
+            body=ops,
+            name=name,
+            namespace=namespace,
+            content_type="application/json-patch+json",
+            field_manager=names.FIELD_MANAGER,
+        )
+
     def patch_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
-        """Merge-patches status to `new`; keys present only in `old` are removed."""
-        patch = {k: v for k, v in new.items()}
-        patch.update({k: None for k in old if k not in new})
+        """Merge-patches status to `new`; keys present only in `old` are removed, in nested
+        objects too (status.canary loses stepStartedAt when a step ends)."""
         self.custom.patch_namespaced_custom_object_status(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": patch}
+            names.GROUP,
+            names.VERSION,
+            namespace,
+            names.PLURAL,
+            name,
+            {"status": merge_patch(old, new)},
         )
 
     # --- the leader-election Lease ---------------------------------------------------------
@@ -284,6 +329,17 @@ class Fenced:
         self._check()
         self._kube.delete(api_version, kind, namespace, name)
 
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        return self._kube.get_object(api_version, kind, namespace, name)
+
+    def json_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None:
+        self._check()
+        self._kube.json_patch(api_version, kind, namespace, name, ops)
+
     def patch_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
@@ -293,6 +349,20 @@ class Fenced:
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._check()
         self._kube.post_event(owner, type_, reason, message)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: nulls for removed keys,
+    recursively into objects present in both (lists are replaced whole, as the RFC does)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    patch.update({k: None for k in old if k not in new})
+    return patch
 
 
 def _conflicts(write: Callable[[], Any]) -> Any:

@@ -94,6 +94,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "its webhook pushed to another replica (default: --alerts-url)",
     )
     p.add_argument(
+        "--prometheus-url",
+        default=env("MODELDEPLOY_PROMETHEUS_URL"),
+        help="Prometheus base URL whose serving metrics judge canary steps and blue-green "
+        "previews (spec.strategy); without it those steps hold and say so",
+    )
+    p.add_argument(
         "--registry-webhook-name",
         default=env("MODELDEPLOY_REGISTRY_WEBHOOK_NAME", DEFAULT_WEBHOOK_NAME),
         help="name of the webhook registered in MLflow: one per operator installation",
@@ -167,6 +173,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         alerts_url=args.alerts_url,
         alerts_poll_interval=args.alerts_poll_interval,
         alertmanager_url=args.alertmanager_url,
+        prometheus_url=args.prometheus_url,
         registry_webhook_name=args.registry_webhook_name,
         leader_election=args.leader_election,
         identity=identity(),

@@ -10,6 +10,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from modeldeploy import names
+from modeldeploy.api import reasons as r
 from modeldeploy.api.reasons import PHASES
 
 
@@ -77,6 +78,12 @@ class OperatorMetrics:
             names.OP_ROLLBACKS.removesuffix("_total"),
             "Automatic rollbacks, by the alert that caused them",
             ["namespace", "name", "alert"],
+            registry=reg,
+        )
+        self.canary_analyses = Counter(
+            names.OP_CANARY_ANALYSES.removesuffix("_total"),
+            "Analyses of canary steps and blue-green previews, by verdict",
+            ["namespace", "name", "verdict"],
             registry=reg,
         )
         self.alert_to_rollback = Histogram(
@@ -151,6 +158,7 @@ class OperatorMetrics:
             gauge.clear()
         for metric in (self.last_duration, self.rollbacks, self.rollouts_started):
             metric.clear()
+        self.canary_analyses.clear()
         self.rollouts_completed.clear()
         self._versions.clear()
         self._rollback_alerts.clear()
@@ -168,6 +176,12 @@ class OperatorMetrics:
         for alert in self._rollback_alerts.pop((namespace, name), set()):
             with contextlib.suppress(KeyError):
                 self.rollbacks.remove(namespace, name, alert)
+        for verdict in VERDICTS:
+            with contextlib.suppress(KeyError):
+                self.canary_analyses.remove(namespace, name, verdict)
+
+
+VERDICTS = (r.VERDICT_PASSED, r.VERDICT_FAILED, r.VERDICT_INCONCLUSIVE, r.VERDICT_UNAVAILABLE)
 
 
 def _timestamp(text: str | None) -> float | None:

@@ -13,15 +13,17 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy import names
 from modeldeploy.alerts.store import AlertStore
+from modeldeploy.analysis.prometheus import PrometheusAPI, measure
+from modeldeploy.analysis.types import AnalysisUnavailable
 from modeldeploy.api import reasons as r
-from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
-from modeldeploy.api.status import Status
+from modeldeploy.api.spec import CANARY, ModelDeploymentSpec, SpecError, parse_spec
+from modeldeploy.api.status import AnalysisRecord, Status
 from modeldeploy.controller.kube import KubeAPI
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.governance import records
@@ -37,11 +39,16 @@ from modeldeploy.registry.types import (
     Unservable,
     same_server,
 )
-from modeldeploy.rollout.planner import Context, DeploymentState, InvalidSpec, Plan
+from modeldeploy.render import objects as render
+from modeldeploy.rollout import analysis as verdicts
+from modeldeploy.rollout import progressive
+from modeldeploy.rollout.deployment import DeploymentState
+from modeldeploy.rollout.planner import Context, InvalidSpec, Plan
 from modeldeploy.rollout.preflight import plan_checked
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION, Rollback
 
 log = logging.getLogger("modeldeploy.reconciler")
+HTTPROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 Key = tuple[str, str]
 # A failed registry answer is reused for at most this long, so backoff retries really retry.
 ERROR_TTL_SECONDS = 2.0
@@ -70,6 +77,8 @@ class OperatorConfig:
     # Read when this replica starts leading, to re-learn alerts pushed by webhook to another
     # replica (default: alerts_url).
     alertmanager_url: str | None = None
+    # Prometheus whose serving metrics judge canary steps (spec.strategy); None: steps hold.
+    prometheus_url: str | None = None
     registry_webhook_name: str = DEFAULT_WEBHOOK_NAME
     # High availability (controller/leader.py). Off here, on in `modeldeploy operator`.
     leader_election: bool = False
@@ -106,6 +115,7 @@ class Reconciler:
         self._clients: dict[tuple[str, str], RegistryClient] = {}
         # Pre-flight checks judge loadability under the trust setting serving pods are given.
         self.preflight = Preflight.for_serving_env(config.serving_env)
+        self.prometheus = PrometheusAPI(config.prometheus_url) if config.prometheus_url else None
 
     def reconcile(self, key: Key) -> Outcome:
         t0 = time.perf_counter()
@@ -155,23 +165,80 @@ class Reconciler:
         meta = body["metadata"]
         resolution = self._resolve(key, spec)
         dep_obj = self.kube.get_deployment(namespace, name)
+        status = Status.from_dict(body.get("status") or {})
+        dep = DeploymentState.from_object(dep_obj) if dep_obj else None
+        canary, route = self._observe_progress(key, spec, status)
+        now = self.clock()
         return Context(
             name=name,
             namespace=namespace,
             uid=meta["uid"],
             generation=int(meta.get("generation") or 0),
             spec=spec,
-            status=Status.from_dict(body.get("status") or {}),
+            status=status,
             resolution=resolution,
-            deployment=DeploymentState.from_object(dep_obj) if dep_obj else None,
+            deployment=dep,
             monitoring_crds=self.kube.monitoring_crds(),
             image=spec.serving.image or self.config.serving_image,
             tracking_uri=self._tracking_uri(spec) or "",
-            now=self.clock(),
+            now=now,
             serving_env=self.config.serving_env,
             alerts=self.alerts.firing(key),
             allow_version=(meta.get("annotations") or {}).get(ALLOW_VERSION_ANNOTATION),
+            canary_deployment=canary,
+            route=route,
+            analysis=self._analyse(key, spec, status, dep, now),
         )
+
+    def _observe_progress(
+        self, key: Key, spec: ModelDeploymentSpec, status: Status
+    ) -> tuple[DeploymentState | None, progressive.RouteState | None]:
+        """The canary Deployment (named as the stored canary's strategy named it) and the
+        HTTPRoute the strategy names; neither is read for a plain rolling update."""
+        namespace, name = key
+        canary = None
+        cs = status.canary
+        if spec.strategy.progressive or cs is not None:
+            named = spec
+            if cs is not None and cs.strategy != spec.strategy.type:
+                named = replace(spec, strategy=replace(spec.strategy, type=cs.strategy))
+            obj = self.kube.get_deployment(namespace, render.second_name(name, named))
+            canary = DeploymentState.from_object(obj) if obj else None
+        route = None
+        if spec.strategy.type == CANARY and spec.strategy.http_route:
+            obj = self.kube.get_object(*HTTPROUTE, namespace, spec.strategy.http_route)
+            route = progressive.RouteState.from_object(
+                spec.strategy.http_route, obj, name, render.second_name(name, spec)
+            )
+        return canary, route
+
+    def _analyse(
+        self,
+        key: Key,
+        spec: ModelDeploymentSpec,
+        status: Status,
+        dep: DeploymentState | None,
+        now: datetime,
+    ) -> AnalysisRecord | None:
+        """The analysis of the stored canary step, when one is due: the canary's version against
+        what the stable Deployment runs, over the window since the step started."""
+        window = progressive.analysis_due(status, spec, now)
+        cs = status.canary
+        if window is None or cs is None or dep is None or dep.version is None:
+            return None
+        if self.prometheus is None:
+            why = "no Prometheus to ask (the operator's --prometheus-url is not set)"
+            record = verdicts.unavailable(cs.step, now, why)
+        else:
+            try:
+                m = measure(self.prometheus, *key, cs.version, dep.version, window, now.timestamp())
+            except AnalysisUnavailable as exc:
+                record = verdicts.unavailable(cs.step, now, str(exc))
+            else:
+                record = verdicts.judge(m, spec.limits(), cs.step, now)
+        self.metrics.canary_analyses.labels(key[0], key[1], record.verdict).inc()
+        log.info("%s/%s: %s analysis: %s", *key, record.verdict, record.message)
+        return record
 
     def _count_rollback(self, body: Mapping[str, Any], rb: Rollback) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -386,6 +453,11 @@ class Reconciler:
                 self.kube.apply(obj)
             for kind, obj_name in p.prune:
                 self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
+            for api_version, kind, obj_name in p.delete:
+                self.kube.delete(api_version, kind, namespace, obj_name)
+            if p.route_patch is not None:
+                route, ops = p.route_patch
+                self.kube.json_patch(*HTTPROUTE, namespace, route, list(ops))
         finally:
             # After the apply, so a slow registry cannot delay the rollback itself; in `finally`,
             # so a failed apply (whose retry finds the decision stored) still records it once.

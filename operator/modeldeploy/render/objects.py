@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy import names
-from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.spec import BLUE_GREEN, CANARY, ModelDeploymentSpec
 from modeldeploy.render.quality_rules import BY, quality_rules, selector
 
 SERVING_UID = 65532
@@ -24,6 +24,9 @@ DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {
 # exactly that when the registry cannot be asked.
 ANN_MODEL_URI = f"{names.GROUP}/model-uri"
 ANN_RUN_ID = f"{names.GROUP}/run-id"
+# On a Deployment applied without spec.replicas: its HorizontalPodAutoscaler is ours to delete
+# when spec.serving.autoscaling goes away.
+ANN_AUTOSCALED = f"{names.GROUP}/autoscaled"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,29 @@ class RenderContext:
     # Env the serving runtime needs from the operator's configuration (e.g. which model flavors
     # it may unpickle); kept here so builders stay pure.
     serving_env: tuple[tuple[str, str], ...] = ()
+    # stable: the Deployment <name>; canary: <name>-canary (or <name>-preview for blue-green).
+    track: str = names.TRACK_STABLE
+    replicas: int | None = None  # None: spec.serving.replicas
+    # Leaves spec.replicas out of the Deployment: the HorizontalPodAutoscaler owns it.
+    autoscaled: bool = False
+
+    @property
+    def object_name(self) -> str:
+        return self.name if self.track == names.TRACK_STABLE else second_name(self.name, self.spec)
+
+
+def second_name(name: str, spec: ModelDeploymentSpec) -> str:
+    """Name of the canary (or blue-green preview) Deployment and Service."""
+    return f"{name}-preview" if spec.strategy.type == BLUE_GREEN else f"{name}-canary"
+
+
+def split_services(spec: ModelDeploymentSpec) -> bool:
+    """Whether the Service <name> selects the stable pods only: with a route, which splits
+    traffic between two Services, and in blue-green, whose preview takes no traffic from it.
+    Without either, a canary's pods sit behind <name> beside the stable ones."""
+    return spec.strategy.type == BLUE_GREEN or (
+        spec.strategy.type == CANARY and spec.strategy.http_route is not None
+    )
 
 
 def label_value(text: str) -> str:
@@ -62,9 +88,11 @@ def common_labels(ctx: RenderContext) -> dict[str, str]:
     }
 
 
-def metadata(ctx: RenderContext, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def metadata(
+    ctx: RenderContext, labels: dict[str, str] | None = None, name: str | None = None
+) -> dict[str, Any]:
     return {
-        "name": ctx.name,
+        "name": name or ctx.name,
         "namespace": ctx.namespace,
         "labels": labels or common_labels(ctx),
         "ownerReferences": [
@@ -100,7 +128,16 @@ def _env(ctx: RenderContext) -> list[dict[str, str]]:
 
 def build_deployment(ctx: RenderContext) -> dict[str, Any]:
     serving = ctx.spec.serving
-    pod_labels = {**common_labels(ctx), names.LABEL_MODEL_VERSION: label_value(ctx.version)}
+    pod_labels = {
+        **common_labels(ctx),
+        names.LABEL_MODEL_VERSION: label_value(ctx.version),
+        names.LABEL_TRACK: ctx.track,
+    }
+    # The stable Deployment keeps the selector it always had (a selector is immutable); the
+    # canary's adds the track, so neither claims the other's ReplicaSets.
+    match = selector_labels(ctx.name)
+    if ctx.track != names.TRACK_STABLE:
+        match[names.LABEL_TRACK] = ctx.track
     container: dict[str, Any] = {
         "name": "model",
         "image": ctx.image,
@@ -141,15 +178,20 @@ def build_deployment(ctx: RenderContext) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(serving.node_selector)
     if serving.service_account_name:
         pod_spec["serviceAccountName"] = serving.service_account_name
+    replicas = serving.replicas if ctx.replicas is None else ctx.replicas
+    spec: dict[str, Any] = {} if ctx.autoscaled else {"replicas": replicas}
+    meta = metadata(ctx, name=ctx.object_name)
+    if ctx.autoscaled:
+        meta["annotations"] = {ANN_AUTOSCALED: "true"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(ctx),
+        "metadata": meta,
         "spec": {
-            "replicas": serving.replicas,
+            **spec,
             "revisionHistoryLimit": 5,
             "progressDeadlineSeconds": int(serving.progress_deadline),
-            "selector": {"matchLabels": selector_labels(ctx.name)},
+            "selector": {"matchLabels": match},
             "strategy": {
                 "type": "RollingUpdate",
                 # Never fewer ready pods than asked for while a new version rolls out.
@@ -179,15 +221,53 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def build_service(ctx: RenderContext) -> dict[str, Any]:
+def build_service(ctx: RenderContext, active: str = names.TRACK_STABLE) -> dict[str, Any]:
+    """The Service <name> for the stable track (selecting `active` pods where services are
+    split: a blue-green switch points it at the preview), or <name>-canary / <name>-preview for
+    the canary track. Both carry the labels the ServiceMonitor selects, and their pods never
+    overlap, so every pod is scraped once."""
+    selector = selector_labels(ctx.name)
+    if ctx.track != names.TRACK_STABLE:
+        selector[names.LABEL_TRACK] = ctx.track
+    elif split_services(ctx.spec):
+        selector[names.LABEL_TRACK] = active
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(ctx),
+        "metadata": metadata(ctx, name=ctx.object_name),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(ctx.name),
+            "selector": selector,
             "ports": [{"name": "http", "port": ctx.spec.serving.port, "targetPort": "http"}],
+        },
+    }
+
+
+def build_hpa(ctx: RenderContext) -> dict[str, Any]:
+    """autoscaling/v2 on CPU for the stable Deployment; the Deployment is then applied without
+    spec.replicas, so the autoscaler alone owns that field."""
+    auto = ctx.spec.serving.autoscaling
+    assert auto is not None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(ctx),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": auto.target_cpu_percent,
+                        },
+                    },
+                }
+            ],
         },
     }
 

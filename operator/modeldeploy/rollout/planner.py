@@ -31,66 +31,25 @@ from modeldeploy import names
 from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import Condition, HistoryEntry, Status, iso_ms, set_condition
+from modeldeploy.api.status import (
+    AnalysisRecord,
+    Condition,
+    HistoryEntry,
+    Status,
+    iso_ms,
+    set_condition,
+)
 from modeldeploy.governance import records
 from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion, Unservable
 from modeldeploy.render import objects as render
+from modeldeploy.rollout import progressive
+from modeldeploy.rollout.deployment import DeploymentState
 from modeldeploy.rollout.rollback import Assessment, Rollback, Target, assess
 
 PROGRESSING_RECHECK_SECONDS = 10.0
 # A version held back by its pre-flight check is checked again this soon (artifacts may appear).
 PREFLIGHT_RECHECK_SECONDS = 10.0
 MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
-
-
-@dataclass(frozen=True)
-class DeploymentState:
-    """What the serving Deployment reports, reduced to what the rules need."""
-
-    version: str | None
-    model_uri: str | None
-    run_id: str | None
-    replicas: int
-    updated: int
-    ready: int
-    available: int
-    total: int
-    generation: int
-    observed_generation: int
-    deadline_exceeded: bool
-
-    @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> DeploymentState:
-        meta, spec, st = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
-        template = spec.get("template", {}).get("metadata", {})
-        labels, ann = template.get("labels") or {}, template.get("annotations") or {}
-        stalled = any(
-            # The Deployment controller's own condition, which our names mirror.
-            c.get("type") == r.COND_PROGRESSING and c.get("reason") == r.PROGRESS_DEADLINE_EXCEEDED
-            for c in st.get("conditions") or ()
-        )
-        return cls(
-            version=labels.get(names.LABEL_MODEL_VERSION),
-            model_uri=ann.get(render.ANN_MODEL_URI),
-            run_id=ann.get(render.ANN_RUN_ID),
-            replicas=int(spec.get("replicas", 1)),
-            updated=int(st.get("updatedReplicas") or 0),
-            ready=int(st.get("readyReplicas") or 0),
-            available=int(st.get("availableReplicas") or 0),
-            total=int(st.get("replicas") or 0),
-            generation=int(meta.get("generation") or 0),
-            observed_generation=int(st.get("observedGeneration") or 0),
-            deadline_exceeded=stalled,
-        )
-
-    def complete(self, replicas: int) -> bool:
-        return (
-            self.observed_generation >= self.generation
-            and self.replicas == replicas
-            and self.updated == replicas
-            and self.available == replicas
-            and self.total == replicas
-        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +71,11 @@ class Context:
     allow_version: str | None = None  # annotation modeldeploy.io/allow-version
     # Pre-flight failures (or outages) of versions this reconcile checked, by version.
     unservable: Mapping[str, Unservable] = field(default_factory=dict)
+    # Progressive delivery: the canary (or preview) Deployment, the user's HTTPRoute when the
+    # strategy names one, and the analysis the reconciler just made of the stored step.
+    canary_deployment: DeploymentState | None = None
+    route: progressive.RouteState | None = None
+    analysis: AnalysisRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +103,10 @@ class Plan:
     # in it: they wait for the apply and the final status.
     record_first: Status | None = None
     decision_events: tuple[Event, ...] = ()
+    # Children no longer wanted, (apiVersion, kind, name): a finished canary, an HPA turned off.
+    delete: tuple[tuple[str, str, str], ...] = ()
+    # JSON patch of the weights on the HTTPRoute spec.strategy names: (route name, ops).
+    route_patch: tuple[str, tuple[dict[str, Any], ...]] | None = None
 
 
 _Target = Target
@@ -153,7 +121,7 @@ class _Builder:
         self.events: list[Event] = []
         self.decision_events: list[Event] = []
 
-    def cond(self, type_: str, status: bool, reason: str, message: str) -> None:
+    def cond(self, type_: str, status: bool | str, reason: str, message: str) -> None:
         self.conditions = set_condition(
             self.conditions, type_, status, reason, message, self.ctx.now, self.ctx.generation
         )
@@ -187,12 +155,29 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
     b = _Builder(ctx)
     res, dep, old = ctx.resolution, ctx.deployment, ctx.status
     target, resolved = _registry(ctx, b)
+    cs = old.canary
+    if cs is not None and isinstance(res, RegistryError) and not isinstance(res, ModelNotFound):
+        # The registry cannot say whether the selector moved: the canary carries on.
+        target = _Target(cs.version, cs.model_uri, cs.run_id)
     selected = res.version if isinstance(res, ResolvedVersion) else None
     # The allow-version annotation acts once per value.
     allow = ctx.allow_version if ctx.allow_version != old.allow_version_handled else None
     verdict = assess(
         ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, allow, ctx.unservable
     )
+    running = _running(ctx)
+    if verdict.rollback is None and running is not None:
+        failed = progressive.failure(
+            old, ctx.spec, ctx.analysis, ctx.alerts, running.version, ctx.now
+        )
+        if failed is not None:  # the canary is rolled back like a serving version
+            verdict = replace(
+                verdict,
+                rejected=(*verdict.rejected, failed.bad),
+                rollback=failed,
+                override=running,
+                cleared=tuple(v for v in verdict.cleared if v != failed.bad),
+            )
     if verdict.override is not None:
         target = verdict.override
     target, waiting = _gate(ctx, b, target, verdict)
@@ -202,7 +187,21 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
     if target is None:
         return _nothing_to_serve(ctx, b, resolved, blocked, waiting)
 
-    desired, prune = _desired_objects(ctx, b, target)
+    n = stable_replicas(ctx)
+    seen = progressive.Observed(
+        stable_ready=dep.ready if dep else 0,
+        stable_complete=dep is not None and dep.version == target.version and dep.complete(n),
+        canary=ctx.canary_deployment,
+        route=ctx.route,
+    )
+    prog = (
+        progressive.Progress(stable=target, canary=None)
+        if verdict.override is not None  # a rollback, now or held: no canary
+        else progressive.advance(ctx.spec, cs, target, running, seen, ctx.analysis, n, ctx.now)
+    )
+    for warning, reason, message in prog.events:
+        b.event(warning, reason, message)
+    desired, prune = _desired_objects(ctx, b, prog)
     # The deadline condition counts only once the Deployment controller has seen this template:
     # right after a new version is applied, the old rollout's condition is still there.
     stalled = (
@@ -211,18 +210,14 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
         and dep.deadline_exceeded
         and dep.observed_generation >= dep.generation
     )
-    complete = (
-        dep is not None
-        and dep.version == target.version
-        and dep.complete(ctx.spec.serving.replicas)
-    )
+    complete = dep is not None and dep.version == target.version and dep.complete(n)
     history, started, completed = _history(
         ctx, b, target, complete, stalled and not complete, history_before
     )
     serving_version = target.version if complete else old.serving_version
     not_found = isinstance(res, ModelNotFound)
 
-    replicas = ctx.spec.serving.replicas
+    replicas = n
     counts = (
         f"{dep.updated}/{replicas} updated, {dep.available}/{replicas} available"
         if dep is not None
@@ -259,12 +254,22 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
         b.cond(r.COND_PROGRESSING, False, r.PROGRESS_DEADLINE_EXCEEDED, msg)
     else:
         phase = r.ROLLING_BACK if held_back else r.PROGRESSING
+        if prog.canary is not None:
+            c = prog.canary
+            counts = (
+                f"{c.step_text}, {c.weight}% asked, {c.effective_weight}% effective; "
+                f"version {prog.stable.version} serves the rest"
+            )
         b.cond(
             r.READY, False, r.ROLLOUT_IN_PROGRESS, f"rolling out version {target.version}: {counts}"
         )
         b.cond(
             r.COND_PROGRESSING, True, r.ROLLOUT_IN_PROGRESS, f"version {target.version}: {counts}"
         )
+    if prog.analysis_condition is not None:
+        b.cond(r.COND_ANALYSIS, *prog.analysis_condition)
+    else:
+        b.conditions = tuple(c for c in b.conditions if c.type != r.COND_ANALYSIS)
     if verdict.unanswered is not None:
         a = verdict.unanswered
         msg = f"{a.name} firing for version {a.model_version}; {_unanswered_why(ctx, verdict)}"
@@ -303,7 +308,11 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
         allow_version_handled=ctx.allow_version,
         conditions=b.conditions,
         history=tuple(history[-r.HISTORY_LIMIT :]),
+        canary=prog.canary,
     )
+    recheck = PROGRESSING_RECHECK_SECONDS
+    if prog.canary is not None:
+        recheck = min(recheck, ctx.spec.strategy.analysis.interval)
     return Plan(
         apply=desired,
         prune=prune,
@@ -311,7 +320,7 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
         events=tuple(b.events),
         rollouts_started=started,
         rollouts_completed=completed,
-        requeue_after=PROGRESSING_RECHECK_SECONDS
+        requeue_after=recheck
         if phase in (r.PROGRESSING, r.ROLLING_BACK)
         else PREFLIGHT_RECHECK_SECONDS
         if blocked is not None
@@ -320,7 +329,36 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
         new_version=target.version if _is_new(ctx, target) else None,
         record_first=_decision(ctx, verdict, history_before, b.conditions),
         decision_events=tuple(b.decision_events),
+        delete=_unwanted(ctx, prog),
+        route_patch=(ctx.route.name, prog.route_ops) if ctx.route and prog.route_ops else None,
     )
+
+
+def stable_replicas(ctx: Context) -> int:
+    """Replicas the stable Deployment should have: the spec's, or with an autoscaler what the
+    autoscaler set (its minimum before it has said anything)."""
+    auto = ctx.spec.serving.autoscaling
+    if auto is None:
+        return ctx.spec.serving.replicas
+    dep = ctx.deployment
+    return dep.replicas if dep is not None and dep.autoscaled else auto.min_replicas
+
+
+def _unwanted(ctx: Context, prog: progressive.Progress) -> tuple[tuple[str, str, str], ...]:
+    """Canary objects once no canary runs (named as the stored canary's strategy named them),
+    and the HorizontalPodAutoscaler once spec.serving.autoscaling is gone."""
+    out: list[tuple[str, str, str]] = []
+    old = ctx.status.canary
+    if prog.canary is None and (old is not None or ctx.canary_deployment is not None):
+        spec = ctx.spec
+        if old is not None and old.strategy != spec.strategy.type:
+            spec = replace(spec, strategy=replace(spec.strategy, type=old.strategy))
+        name = render.second_name(ctx.name, spec)
+        out += [("apps/v1", "Deployment", name), ("v1", "Service", name)]
+    dep = ctx.deployment
+    if ctx.spec.serving.autoscaling is None and dep is not None and dep.autoscaled:
+        out.append(("autoscaling/v2", "HorizontalPodAutoscaler", ctx.name))
+    return tuple(out)
 
 
 def _decision(
@@ -537,6 +575,7 @@ def _nothing_to_serve(
         ctx.status,
         phase=phase,
         selector=ctx.spec.model.selector,
+        canary=None,
         resolved_version=resolved,
         observed_generation=ctx.generation,
         conditions=b.conditions,
@@ -546,8 +585,10 @@ def _nothing_to_serve(
 
 
 def _desired_objects(
-    ctx: Context, b: _Builder, target: _Target
+    ctx: Context, b: _Builder, prog: progressive.Progress
 ) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[str, str], ...]]:
+    target = prog.stable
+    autoscaled = ctx.spec.serving.autoscaling is not None
     rc = render.RenderContext(
         name=ctx.name,
         namespace=ctx.namespace,
@@ -559,8 +600,25 @@ def _desired_objects(
         image=ctx.image,
         tracking_uri=ctx.tracking_uri,
         serving_env=ctx.serving_env,
+        autoscaled=autoscaled,
     )
-    objs = [render.build_deployment(rc), render.build_service(rc)]
+    objs = [render.build_deployment(rc), render.build_service(rc, prog.active)]
+    if autoscaled:
+        objs.append(render.build_hpa(rc))
+    cs = prog.canary
+    if cs is not None and prog.canary_replicas > 0:
+        canary = replace(
+            rc,
+            version=cs.version,
+            model_uri=cs.model_uri,
+            run_id=cs.run_id,
+            track=names.TRACK_CANARY,
+            replicas=prog.canary_replicas,
+            autoscaled=False,
+        )
+        objs.append(render.build_deployment(canary))
+        if render.split_services(ctx.spec):
+            objs.append(render.build_service(canary))
     mon = ctx.spec.monitoring
     wanted = {"ServiceMonitor": mon.service_monitor, "PrometheusRule": mon.alerts.enabled}
     builders = {

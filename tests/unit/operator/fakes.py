@@ -110,6 +110,29 @@ class FakeKube:
         self.calls.append(f"delete {kind}")
         self.objects.pop((kind, namespace, name), None)
 
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def json_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> None:
+        """RFC 6902 `test` and `add` on paths of dicts and lists: what the operator sends."""
+        self.calls.append(f"patch {kind}")
+        obj = self.objects[(kind, namespace, name)]
+        for op in ops:
+            *parents, last = op["path"].strip("/").split("/")
+            node: Any = obj
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            if op["op"] == "test":
+                if node[last] != op["value"]:
+                    raise RuntimeError(f"test failed at {op['path']}")
+            else:
+                node[last] = op["value"]
+
     def patch_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
