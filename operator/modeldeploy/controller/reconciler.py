@@ -151,7 +151,10 @@ class Reconciler:
             return Outcome(None)
         self.metrics.set_version(namespace, name, spec.model.name, p.status.serving_version)
         if spec.rollback.enabled:
-            self.metrics.watch_rollbacks(namespace, name, spec.rollback.on_alerts)
+            watched = list(spec.rollback.on_alerts)
+            if spec.strategy.progressive:
+                watched.append(names.CANARY_ANALYSIS)
+            self.metrics.watch_rollbacks(namespace, name, watched)
         assert isinstance(ctx, Context)
         failed = isinstance(ctx.resolution, RegistryUnreachable)
         delay = self._poll_interval(spec)

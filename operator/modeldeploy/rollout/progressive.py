@@ -265,7 +265,7 @@ def advance(
         was = f" (replacing the canary of version {old.version})" if old is not None else ""
         events.append((False, r.EV_CANARY_STARTED, f"{_step_text(cs)}: version {cs.version}{was}"))
     if cs.state == PROMOTING:
-        return _progress(spec, cs, target, seen, stable_replicas, tuple(events), running=None)
+        return _progress(spec, cs, target, seen, stable_replicas, tuple(events))
     want = canary_replicas(spec, stable_replicas, cs.weight)
     route = seen.route
     if cs.state == SCALING:
@@ -277,7 +277,9 @@ def advance(
             )
     elif record is not None and record.step == cs.step:
         cs = _judged(spec, _with_record(cs, record, now), record, now, events)
-    return _progress(spec, cs, running, seen, stable_replicas, tuple(events), running=running)
+    if cs.state == PROMOTING:  # just decided: the stable Deployment rolls to the new version
+        return _progress(spec, cs, target, seen, stable_replicas, tuple(events))
+    return _progress(spec, cs, running, seen, stable_replicas, tuple(events))
 
 
 def _judged(
@@ -323,7 +325,7 @@ def _finishing(
     if old is None or old.version != target.version or seen.stable_complete:
         return Progress(stable=target, canary=None, route_ops=_route_ops(seen.route, 0))
     cs = replace(old, state=PROMOTING)
-    return _progress(spec, cs, target, seen, stable_replicas, (), running=None)
+    return _progress(spec, cs, target, seen, stable_replicas, ())
 
 
 def _route_ops(route: RouteState | None, percent: int) -> tuple[dict[str, Any], ...]:
@@ -339,10 +341,9 @@ def _progress(
     seen: Observed,
     stable_replicas: int,
     events: tuple[tuple[bool, str, str], ...],
-    running: Target | None,
 ) -> Progress:
     """Render inputs for `cs`: replicas, the Service's active track, route weights, the
-    effective weight and the Analysis condition. `running` is None while promoting."""
+    effective weight and the Analysis condition; `stable` is what the stable Deployment runs."""
     replicas = canary_replicas(spec, stable_replicas, cs.weight)
     ours = seen.canary_runs(cs)
     complete = seen.canary_ready(cs, replicas)

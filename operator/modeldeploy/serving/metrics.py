@@ -246,6 +246,11 @@ class ServingMetrics:
                 self._class_child(t)
                 for p in known:
                     self._outcome_child(t, p, t == p)
+        # The answers every version gives, at 0 from the start: a counter born at its first
+        # increment is invisible to increase(), which would miss a new pod's first errors (the
+        # canary analysis and the error-rate alert both read these over short windows).
+        for code in (200, 500):
+            self._code_children[code] = self._requests.labels(*self.label_values, str(code))
         reg.register(_WindowCollector(self, windows))
 
     def request(self, code: int, seconds: float | None, error_type: str | None) -> None:
