@@ -35,6 +35,7 @@ rest).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -156,9 +157,11 @@ def bad_version(tracking_uri: str) -> str:
 
 
 class Traffic:
-    """Wine rows against every live serving process of the demo, counted by version and status."""
+    """Wine rows against every live serving process of one ModelDeployment (as its Service would
+    spread them), `rate` requests a second whatever the number of pods, counted by version and
+    status."""
 
-    def __init__(self, pods: Any) -> None:
+    def __init__(self, pods: Any, md: str = MD, rate: float = 20.0) -> None:
         import threading
         from collections import Counter
 
@@ -170,7 +173,8 @@ class Traffic:
             {"dataframe_split": {"columns": list(x.columns), "data": [row]}}
             for row in x.values.tolist()
         ]
-        self.pods, self.codes = pods, Counter[tuple[str, int]]()
+        self.pods, self.md, self.rate = pods, md, rate
+        self.codes = Counter[tuple[str, int]]()
         self.stop = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -180,16 +184,85 @@ class Traffic:
         s = requests.Session()
         sent = 0
         while not self.stop.is_set():
-            for ep in self.pods.endpoints(MD):
+            endpoints = self.pods.endpoints(self.md)
+            if endpoints:
+                ep = endpoints[sent % len(endpoints)]
                 sent += 1
                 payload = self.payloads[sent % len(self.payloads)]
                 with contextlib.suppress(requests.RequestException):
                     r = s.post(f"{ep.url}/invocations", json=payload, timeout=2)
                     self.codes[(ep.version, r.status_code)] += 1
-            self.stop.wait(0.05)
+            self.stop.wait(1 / self.rate)
 
     def summary(self) -> str:
         return ", ".join(f"v{v} {code}: {n}" for (v, code), n in sorted(self.codes.items()))
+
+    def failed(self) -> tuple[int, int]:
+        """(5xx answers, all answers) so far."""
+        return (
+            sum(n for (_, code), n in self.codes.items() if code >= 500),
+            sum(self.codes.values()),
+        )
+
+
+CANARY_MD = "fraud-detector-canary"
+
+
+def canary_scene_start(env: dict[str, str]) -> None:
+    """A second ModelDeployment of the same model and alias, delivered by canary: the steps of
+    manifests/examples/canary.yaml at demo speed (seconds, not minutes)."""
+    manifest = {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": CANARY_MD},
+        "spec": {
+            "model": {"name": MODEL, "alias": "champion"},
+            "serving": {"replicas": 4},
+            "strategy": {
+                "type": "Canary",
+                "canary": {
+                    "steps": [{"weight": 20, "duration": "20s"}, {"weight": 50, "duration": "20s"}]
+                },
+                "analysis": {"interval": "5s", "minRequests": 20},
+            },
+        },
+    }
+    kubectl(env, "apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(manifest))
+    watch(env, lambda st: st.get("phase") == "Healthy", md=CANARY_MD)
+    print(f"   {CANARY_MD}: version 2 on 4 replicas, strategy Canary (20% then 50%)")
+
+
+def md_status(env: dict[str, str], md: str) -> dict[str, Any]:
+    out = kubectl(env, "get", "md", md, "-n", NAMESPACE, "-o", "json")
+    return dict(json.loads(out).get("status") or {})
+
+
+def watch_both(
+    env: dict[str, str], traffic: dict[str, Traffic], timeout: float = 240
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Until both ModelDeployments rolled back: the first's status, and when each did."""
+    t0 = time.monotonic()
+    took: dict[str, float] = {}
+    last = 0.0
+    st: dict[str, Any] = {}
+    while len(took) < len(traffic):
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"no rollback within {timeout:.0f}s: {took}")
+        for md in traffic:
+            s = md_status(env, md)
+            if md == MD:
+                st = s
+            if md not in took and s.get("phase") == "RolledBack":
+                took[md] = time.monotonic() - t0
+                print(f"   {md}: RolledBack after {took[md]:.0f} s")
+        if time.monotonic() - last > 5:
+            for md, tr in traffic.items():
+                canary = md_status(env, md).get("canary") or {}
+                step = f" [canary v{canary['version']} {canary.get('stepText')}]" if canary else ""
+                print(f"   {md}: {tr.summary()}{step}")
+            last = time.monotonic()
+        time.sleep(1)
+    return st, took
 
 
 def model_quality(pods: Any, prometheus: str) -> None:
@@ -451,27 +524,38 @@ def main() -> int:
         model_quality(pods, env["PROMETHEUS_URL"])
         print(f"   traffic: {traffic.summary()}")
 
-        say("Promoting a bad version while they take traffic: the alert rolls it back")
+        say("Promoting a bad version while they take traffic: rolling update against canary")
+        canary_scene_start(env)
+        pods.wait_for_version(CANARY_MD, "2", replicas=4, timeout=180)
+        canary_traffic = Traffic(pods, CANARY_MD)
+        time.sleep(5)
         bad = bad_version(env["MLFLOW_TRACKING_URI"])
-        print(f"   version {bad} fails 60% of its predictions; the default rule alerts on a 5xx")
-        print("   share above 5% over 1m held for 30s (spec.monitoring.alerts): about 40 s")
+        print(f"   version {bad} fails 60% of its predictions. Both ModelDeployments follow")
+        print(f"   @champion at 20 requests/s: {MD} with the rolling update (the default")
+        print("   rule alerts on a 5xx share above 5% over 1m held for 30s: about 40 s), and")
+        print(f"   {CANARY_MD} with a canary: 20% of its traffic first, judged every 5 s")
+        before = {md: tr.failed() for md, tr in ((MD, traffic), (CANARY_MD, canary_traffic))}
         t0 = time.monotonic()
         client.set_registered_model_alias(MODEL, "champion", bad)
         print(f"   @champion → version {bad}")
-        last = [0.0]
-
-        def rolled_back(st: dict[str, Any]) -> bool:
-            if time.monotonic() - last[0] > 5:
-                print(f"   traffic: {traffic.summary()}")
-                last[0] = time.monotonic()
-            return st.get("phase") == "RolledBack"
-
-        st = watch(env, rolled_back, timeout=240)
-        print(f"   rolled back {time.monotonic() - t0:.0f} s after the alias moved")
+        st, took = watch_both(env, {MD: traffic, CANARY_MD: canary_traffic})
         pods.wait_for_version(MD, "2", timeout=120)
+        pods.wait_for_version(CANARY_MD, "2", replicas=4, timeout=120)
         time.sleep(2)
         traffic.stop.set()
-        print(f"   traffic: {traffic.summary()}")
+        canary_traffic.stop.set()
+        for md, tr in ((MD, traffic), (CANARY_MD, canary_traffic)):
+            failed, total = (a - b for a, b in zip(tr.failed(), before[md], strict=True))
+            how = "rolling update" if md == MD else "canary at 20%"
+            print(
+                f"   {how:>15}: rolled back {took[md]:.0f} s after the alias moved; "
+                f"{failed} of {total} requests failed ({100 * failed / max(total, 1):.1f}%)"
+            )
+        canary_st = md_status(env, CANARY_MD)
+        cond = next(c for c in canary_st["conditions"] if c["type"] == "RolledBack")
+        print(f"   {CANARY_MD}: {cond['reason']}: {cond['message']}")
+        kubectl(env, "delete", "md", CANARY_MD, "-n", NAMESPACE, "--wait=false")
+        print(f"   t={time.monotonic() - t0:.0f}s")
 
     say("Where the rollback left its traces")
     cond = next(c for c in st["conditions"] if c["type"] == "RolledBack")
