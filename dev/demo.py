@@ -335,7 +335,8 @@ def watch(env: dict[str, str], until: Any, timeout: float = 120, md: str = MD) -
     import json
 
     last, deadline = None, time.monotonic() + timeout
-    print(f"   {'NAME':21}{'MODEL':16}{'SELECTOR':13}{'SERVING':9}{'PHASE':18}READY")
+    w = max(21, len(md) + 2)
+    print(f"   {'NAME':{w}}{'MODEL':16}{'SELECTOR':13}{'SERVING':9}{'PHASE':18}READY")
     while time.monotonic() < deadline:
         obj = json.loads(kubectl(env, "get", "md", md, "-n", NAMESPACE, "-o", "json"))
         st = obj.get("status") or {}
@@ -349,7 +350,7 @@ def watch(env: dict[str, str], until: Any, timeout: float = 120, md: str = MD) -
             ready,
         )
         if row != last:
-            print(f"   {row[0]:21}{row[1]:16}{row[2]:13}{row[3]:9}{row[4]:18}{row[5]}", flush=True)
+            print(f"   {row[0]:{w}}{row[1]:16}{row[2]:13}{row[3]:9}{row[4]:18}{row[5]}", flush=True)
             last = row
         if until(st):
             return st

@@ -262,7 +262,7 @@ class Reconciler:
             "modeldeployment": f"{ns}/{name}",
             "alert": rb.alert.name,
             "to": rb.good,
-            "reason": f"{rb.alert.name} fired for version {rb.bad}",
+            "reason": rb.why,
         }
         tags = {names.TAG_REJECTED: rejected}
         self._tag_version(body, spec, rb.bad, records.ACTION_ROLLBACK, details, tags, now)

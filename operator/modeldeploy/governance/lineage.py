@@ -41,8 +41,9 @@ from modeldeploy.tracking.records import Preprocessing as PreprocessingRecord
 FORMAT: Final = "modeldeploy.lineage"
 FORMAT_VERSION: Final = 1
 # The operator's history reasons: "ModelHighErrorRate fired for version 3" on the rolled-back
-# entry, "rollback: ModelHighErrorRate fired for version 3" on the rollback target's.
-_ALERT_REASON = re.compile(r"^(rollback: )?(\S+) fired for version \S+")
+# entry, "rollback: ModelHighErrorRate fired for version 3" on the rollback target's; a canary
+# rolled back by its analysis: "CanaryAnalysis failed for version 3".
+_ALERT_REASON = re.compile(r"^(rollback: )?(\S+) (?:fired|failed) for version \S+")
 
 
 # --- what the cluster tells us ------------------------------------------------------------

@@ -657,7 +657,7 @@ def _apply_rollback(ctx: Context, b: _Builder, verdict: Assessment) -> list[Hist
     rb = verdict.rollback
     now = iso_ms(ctx.now)
     if rb is not None:
-        why = f"{rb.alert.name} fired for version {rb.bad}"
+        why = rb.why
         for i in range(len(hist) - 1, -1, -1):
             if hist[i].version == rb.bad:
                 hist[i] = replace(

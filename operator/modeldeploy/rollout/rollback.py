@@ -51,6 +51,13 @@ class Rollback:
     good: str
     alert: FiringAlert
 
+    @property
+    def why(self) -> str:
+        """The reason history, Events and the registry record (governance/lineage.py parses
+        it back: "<alert> fired for version N", "CanaryAnalysis failed for version N")."""
+        verb = "failed" if self.alert.name == names.CANARY_ANALYSIS else "fired"
+        return f"{self.alert.name} {verb} for version {self.bad}"
+
 
 @dataclass(frozen=True)
 class Assessment:

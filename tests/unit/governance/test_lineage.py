@@ -199,3 +199,18 @@ def test_the_lineage_json_keys_are_pinned_and_documented(world: World):
     text = DOCUMENTED.read_text(encoding="utf-8")
     missing = sorted({k for keys in KEYS.values() for k in keys if f"`{k}`" not in text})
     assert not missing, f"docs/governance.md does not document {missing}"
+
+
+def test_a_canary_rolled_back_by_its_analysis_names_the_analysis_as_its_alert() -> None:
+    from modeldeploy.api.status import HistoryEntry
+    from modeldeploy.rollout.rollback import Rollback
+    from tests.unit.operator.test_rollback import alert
+
+    why = Rollback("3", "2", alert("3", names.CANARY_ANALYSIS)).why
+    entry = HistoryEntry("3", "2026-01-01T00:00:00Z", "RolledBack", reason=why)
+    rollout = lineage._rollout(entry, "m")
+    assert (rollout.kind, rollout.alert) == ("rollout", names.CANARY_ANALYSIS)
+    back = lineage._rollout(
+        HistoryEntry("2", "2026-01-01T00:00:00Z", "Succeeded", reason=f"rollback: {why}"), "m"
+    )
+    assert (back.kind, back.alert) == ("rollback", names.CANARY_ANALYSIS)

@@ -242,6 +242,7 @@ def test_a_failed_analysis_rolls_the_canary_back_through_the_rollback_path() -> 
     assert p.status.phase == r.ROLLED_BACK
     bad = [h for h in p.status.history if h.version == "2"][-1]
     assert bad.outcome == r.OUTCOME_ROLLED_BACK
+    assert bad.reason == f"{names.CANARY_ANALYSIS} failed for version 2"
 
 
 def test_a_rollback_alert_for_the_canary_version_rolls_it_back() -> None:
