@@ -1,21 +1,24 @@
-"""e2e fixtures: the operator fixtures of the integration tier, plus models with a bad version,
-real serving processes for the pods (dev/podrunner.py) and traffic."""
+"""e2e fixtures: the operator fixtures of the integration tier, plus models with a bad version
+(flaky, or a classifier whose outputs drifted), real serving processes for the pods
+(dev/podrunner.py) and traffic."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import classifier_model  # dev/ modules (tests/conftest.py puts dev/ on sys.path)
 import cloudpickle
-import flaky_model  # dev/flaky_model.py (tests/conftest.py puts dev/ on sys.path)
+import flaky_model
 import mlflow
 import pytest
 import requests
 import stack as devstack
 
-from tests.conftest import Cluster, TestStack
+from tests.conftest import DEFAULT_EXPERIMENT, Cluster, TestStack
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures)
     Registry,
     crd,
@@ -28,9 +31,38 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures)
 
 def add_flaky_version(reg: Registry, name: str, failure_share: float = 0.5) -> str:
     cloudpickle.register_pickle_by_value(flaky_model)
+    return _register(
+        reg,
+        name,
+        lambda: mlflow.pyfunc.log_model(
+            name="model", python_model=flaky_model.Flaky(failure_share)
+        ),
+    )
+
+
+# A body both classifiers below answer with a known class mix (dev/classifier_model.py): pass it
+# as Traffic's `good`. Its rows are a frame, so their confidence is observed too.
+CLASSIFIER_INPUT = classifier_model.INPUT
+
+
+def add_good_classifier_version(reg: Registry, name: str, confidence: float = 0.9) -> str:
+    """A classifier that never fails and predicts classes 0, 1, 2 in equal shares for
+    CLASSIFIER_INPUT, each with top class probability `confidence`."""
+    return _register(reg, name, lambda: classifier_model.log(classifier_model.good(confidence)))
+
+
+def add_drifted_classifier_version(reg: Registry, name: str, confidence: float = 0.9) -> str:
+    """A classifier that never fails either, but predicts class 0 for 10 of CLASSIFIER_INPUT's
+    12 rows (1 each for classes 1 and 2): output PSI against the good one's shares about 1.1."""
+    return _register(reg, name, lambda: classifier_model.log(classifier_model.drifted(confidence)))
+
+
+def _register(reg: Registry, name: str, log_model: Callable[[], Any]) -> str:
+    """Logs a model in a run of the experiment every server has and registers it as the next
+    version of `name`."""
     mlflow.set_tracking_uri(reg.uri)  # process-wide: other tests may have pointed it elsewhere
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=flaky_model.Flaky(failure_share))
+    with mlflow.start_run(experiment_id=DEFAULT_EXPERIMENT):
+        info = log_model()
     mv = reg.client.create_model_version(name, info.model_uri, model_id=info.model_id)
     return str(mv.version)
 
