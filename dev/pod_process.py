@@ -75,6 +75,7 @@ class PodProcess:
     last_exit: int | None = None
     target: str | None = None  # name of the file-SD target while scraped
     target_labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # the pod's, as last listed
 
     @property
     def key(self) -> tuple[str, str]:
@@ -117,6 +118,7 @@ def new_process(pod: Any, env: dict[str, str], log_dir: Path, work_root: Path) -
         log_path=log_dir / f"{ns}_{name}.log",
         work_dir=work_root / ns / f"{name}-{uid[:8]}",
         seen_at=time.monotonic(),
+        labels=dict(labels),
     )
 
 

@@ -28,6 +28,10 @@ One runner per namespace: two runners on the same namespace would fight over its
         ep = pods.wait_for_version("fraud-detector", "2", timeout=60)[0]
         requests.post(f"{ep.url}/invocations", json={...})
 
+An `Endpoint` carries its pod's labels, and `endpoints_for_selector` answers which processes a
+Service's selector reaches: dev/traffic_routing.py routes test traffic with it the way
+kube-proxy and a Gateway (HTTPRoute weights) would.
+
 CLI (runs until Ctrl-C): python dev/podrunner.py --namespace NS [--namespace NS2 ...]
 """
 
@@ -42,7 +46,7 @@ import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,7 @@ import pod_process
 import stack as devstack
 from pod_process import EnvNotReady, PodProcess
 from rule_sync import RuleSync
+from traffic_routing import service_selects
 
 __all__ = ["Endpoint", "LocalPods", "PodProcess", "main"]
 
@@ -63,13 +68,15 @@ MON_GROUP, MON_VERSION = "monitoring.coreos.com", "v1"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A live, healthy serving process standing in for one pod."""
+    """A live, healthy serving process standing in for one pod; `labels` are the pod's, as
+    last listed (a Service selects endpoints by them)."""
 
     pod: str
     version: str
     url: str
     namespace: str = ""
     modeldeployment: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 class LocalPods:
@@ -165,14 +172,30 @@ class LocalPods:
 
     def endpoints(self, modeldeployment: str, namespace: str | None = None) -> list[Endpoint]:
         """Live, healthy processes of one ModelDeployment, sorted by pod name."""
+        return self._endpoints(
+            lambda p: (
+                p.modeldeployment == modeldeployment
+                and (namespace is None or p.namespace == namespace)
+            )
+        )
+
+    def endpoints_for_selector(self, namespace: str, selector: Mapping[str, str]) -> list[Endpoint]:
+        """The endpoints a Service with this `spec.selector` in `namespace` would have: live,
+        healthy processes whose pod labels contain every pair, sorted by pod name. An empty
+        selector selects nothing, as for a Service without one."""
+        return self._endpoints(
+            lambda p: p.namespace == namespace and service_selects(selector, p.labels)
+        )
+
+    def _endpoints(self, wanted: Callable[[PodProcess], bool]) -> list[Endpoint]:
         with self._lock:
             return sorted(
                 (
-                    Endpoint(p.pod, p.version, p.url, p.namespace, p.modeldeployment)
+                    Endpoint(
+                        p.pod, p.version, p.url, p.namespace, p.modeldeployment, dict(p.labels)
+                    )
                     for p in self._procs.values()
-                    if p.modeldeployment == modeldeployment
-                    and (namespace is None or p.namespace == namespace)
-                    and p.state == "healthy"
+                    if p.state == "healthy" and wanted(p)
                 ),
                 key=lambda e: (e.namespace, e.pod),
             )
@@ -318,6 +341,8 @@ class LocalPods:
         for key, pod in wanted.items():
             with self._lock:
                 if key in self._procs:
+                    # Labels can change on a live pod; a Service follows them.
+                    self._procs[key].labels = dict(pod.metadata.labels or {})
                     continue
             try:
                 env = self.kubelet_env.for_pod(pod)

@@ -23,6 +23,12 @@ Alertmanager (its clustering off) through their flags. Nothing here has authenti
 the name (etcd hands out Secrets to anyone who can reach it), so nothing may be reachable from
 the network.
 
+The cluster starts with the Gateway API CRDs (HTTPRoute, Gateway, GatewayClass, ReferenceGrant;
+`install_gateway_crds`), as a cluster with a Gateway implementation has them; the Prometheus
+Operator's CRDs are installed on demand (`monitoring-crds`), since the operator's behaviour
+without them is tested too. Both come from their projects' Go modules at the versions
+dev/versions.env pins.
+
 `up` is idempotent: a part that is running and healthy is left alone. It also starts the
 supervisor (`stack.py supervise`, see `Supervisor`), which restarts a part or a cluster component
 that exited, with back-off: after an API-server outage of 10-20 s or more the scheduler and the
@@ -31,7 +37,8 @@ the supervisor, every process the stack started, and then any process still nami
 folder in its arguments, so nothing is left listening. The pytest fixtures (tests/conftest.py)
 drive the same class.
 
-Usage: python dev/stack.py up [part ...] | down | status | env | supervise ROOT
+Usage: python dev/stack.py up [part ...] | down | status | env | monitoring-crds | gateway-crds
+       | supervise ROOT
 """
 
 from __future__ import annotations
@@ -604,6 +611,11 @@ class Stack:
             "cluster",
             log_path,
         )
+        try:
+            install_gateway_crds(kubectl)
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            raise PartFailed("cluster", f"Gateway API CRDs not installed: {detail}") from exc
 
     def start_mlflow(self, build: bool) -> None:
         (self.root / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -777,27 +789,51 @@ MONITORING_CRD_FILES = (
     "monitoring.coreos.com_servicemonitors.yaml",
     "monitoring.coreos.com_prometheusrules.yaml",
 )
+# The standard channel's kinds a canary with `trafficRouting.httpRoute` needs: the route, and
+# what a user's route points at (its Gateway and GatewayClass, cross-namespace grants).
+GATEWAY_CRD_FILES = (
+    "gateway.networking.k8s.io_httproutes.yaml",
+    "gateway.networking.k8s.io_gateways.yaml",
+    "gateway.networking.k8s.io_gatewayclasses.yaml",
+    "gateway.networking.k8s.io_referencegrants.yaml",
+)
+GATEWAY_BUNDLE_VERSION = "gateway.networking.k8s.io/bundle-version"  # annotation on each CRD
+GATEWAY_CRDS = (
+    "httproutes.gateway.networking.k8s.io",
+    "gateways.gateway.networking.k8s.io",
+    "gatewayclasses.gateway.networking.k8s.io",
+    "referencegrants.gateway.networking.k8s.io",
+)
 
 
-def monitoring_crd_files() -> list[Path]:
-    """The ServiceMonitor and PrometheusRule CRDs from the Prometheus Operator's published Go
-    module at the pinned version (downloaded into the Go module cache; no copy in this repo)."""
-    version = read_versions()["PROMETHEUS_OPERATOR_VERSION"]
+def go_module_dir(module: str, version: str) -> Path:
+    """The folder of a published Go module at `version`, downloaded into the Go module cache
+    (CRDs are taken from their projects' releases; no copy lives in this repo)."""
     out = subprocess.run(
-        [
-            "go",
-            "mod",
-            "download",
-            "-json",
-            f"github.com/prometheus-operator/prometheus-operator@{version}",
-        ],
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
         text=True,
         check=True,
         cwd=tempfile.gettempdir(),
     )
-    root = Path(json.loads(out.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    return Path(json.loads(out.stdout)["Dir"])
+
+
+def monitoring_crd_files() -> list[Path]:
+    """The ServiceMonitor and PrometheusRule CRDs from the Prometheus Operator's published Go
+    module at the pinned version."""
+    version = read_versions()["PROMETHEUS_OPERATOR_VERSION"]
+    module = go_module_dir("github.com/prometheus-operator/prometheus-operator", version)
+    root = module / "example" / "prometheus-operator-crd"
     return [root / name for name in MONITORING_CRD_FILES]
+
+
+def gateway_crd_files() -> list[Path]:
+    """The Gateway API's HTTPRoute, Gateway, GatewayClass and ReferenceGrant CRDs (standard
+    channel) from its published Go module at the pinned version (GATEWAY_API_VERSION)."""
+    version = read_versions()["GATEWAY_API_VERSION"]
+    root = go_module_dir("sigs.k8s.io/gateway-api", version) / "config" / "crd" / "standard"
+    return [root / name for name in GATEWAY_CRD_FILES]
 
 
 def apply_crds(kubectl: list[str], files: list[Path], names: list[str]) -> None:
@@ -836,6 +872,37 @@ def install_monitoring_crds(kubectl: list[str]) -> None:
         monitoring_crd_files(),
         ["servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"],
     )
+
+
+def install_gateway_crds(kubectl: list[str]) -> None:
+    """The Gateway API CRDs, Established. Unlike the monitoring CRDs (whose absence the operator
+    reports, and tests exercise), every cluster of the stack has them from its start: a user's
+    HTTPRoute is a kind the cluster knows, as on any cluster with a Gateway implementation."""
+    apply_crds(kubectl, gateway_crd_files(), list(GATEWAY_CRDS))
+
+
+def gateway_crds_current(kubectl: list[str]) -> bool:
+    """Whether every Gateway API CRD is installed, Established, from the pinned release (its
+    `gateway.networking.k8s.io/bundle-version` annotation): one API call instead of the seconds
+    a re-apply takes, so the test fixtures can check every session."""
+    version = read_versions()["GATEWAY_API_VERSION"]
+    res = subprocess.run(
+        [*kubectl, "get", "crd", *GATEWAY_CRDS, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:  # one of them is missing
+        return False
+    items = json.loads(res.stdout).get("items", [])
+
+    def current(crd: dict[str, Any]) -> bool:
+        annotations = crd["metadata"].get("annotations") or {}
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        established = any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+        return established and annotations.get(GATEWAY_BUNDLE_VERSION) == version
+
+    return len(items) == len(GATEWAY_CRDS) and all(current(c) for c in items)
 
 
 HEALTH_PATHS = {
@@ -1179,6 +1246,11 @@ def main(argv: list[str] | None = None) -> int:
         help="install the Prometheus Operator's ServiceMonitor and "
         "PrometheusRule CRDs (from its Go module) into the cluster",
     )
+    sub.add_parser(
+        "gateway-crds",
+        help="install the Gateway API CRDs (HTTPRoute, Gateway, GatewayClass, ReferenceGrant; "
+        "from its Go module) into the cluster; `up` does it when it starts the cluster",
+    )
     sub.add_parser("down", help="stop everything the stack started")
     supervise = sub.add_parser(
         "supervise", help="restart what the stack at ROOT started when it exits"
@@ -1206,13 +1278,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"stack is up; use it with:  source {stack.root / 'env'}")
         print((stack.root / "env").read_text())
-    elif args.cmd == "monitoring-crds":
+    elif args.cmd in ("monitoring-crds", "gateway-crds"):
         info = stack.state().get("cluster")
         if not info:
             print("error: the cluster is not running (make stack-up)", file=sys.stderr)
             return 1
-        install_monitoring_crds([str(stack.binary("kubectl")), "--kubeconfig", info["kubeconfig"]])
-        print("ServiceMonitor and PrometheusRule CRDs installed")
+        kubectl = [str(stack.binary("kubectl")), "--kubeconfig", info["kubeconfig"]]
+        if args.cmd == "monitoring-crds":
+            install_monitoring_crds(kubectl)
+            print("ServiceMonitor and PrometheusRule CRDs installed")
+        else:
+            install_gateway_crds(kubectl)
+            print("Gateway API CRDs installed")
     elif args.cmd == "down":
         stack.down()
     elif args.cmd == "status":

@@ -122,9 +122,14 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster(stack: TestStack) -> Cluster:
+    """The stack's cluster, with the Gateway API CRDs: `up` installs them when it starts the
+    cluster; a cluster started before they were part of it gets them here."""
     stack.ensure("cluster")
     info = stack.stack.state()["cluster"]
-    return Cluster(kubeconfig=info["kubeconfig"], kubectl_bin=stack.stack.binary("kubectl"))
+    found = Cluster(kubeconfig=info["kubeconfig"], kubectl_bin=stack.stack.binary("kubectl"))
+    if not devstack.gateway_crds_current(found.kubectl):
+        devstack.install_gateway_crds(found.kubectl)
+    return found
 
 
 @pytest.fixture
