@@ -221,15 +221,16 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def build_service(ctx: RenderContext, active: str = names.TRACK_STABLE) -> dict[str, Any]:
+def build_service(ctx: RenderContext, active: str | None = names.TRACK_STABLE) -> dict[str, Any]:
     """The Service <name> for the stable track (selecting `active` pods where services are
     split: a blue-green switch points it at the preview), or <name>-canary / <name>-preview for
     the canary track. Both carry the labels the ServiceMonitor selects, and their pods never
-    overlap, so every pod is scraped once."""
+    overlap, so every pod is scraped once. `active` None: every serving pod (stable pods that
+    predate the track label cannot be selected by it)."""
     selector = selector_labels(ctx.name)
     if ctx.track != names.TRACK_STABLE:
         selector[names.LABEL_TRACK] = ctx.track
-    elif split_services(ctx.spec):
+    elif split_services(ctx.spec) and active is not None:
         selector[names.LABEL_TRACK] = active
     return {
         "apiVersion": "v1",

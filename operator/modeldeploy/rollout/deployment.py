@@ -27,6 +27,9 @@ class DeploymentState:
     observed_generation: int
     deadline_exceeded: bool
     autoscaled: bool = False  # applied without replicas, for a HorizontalPodAutoscaler
+    # Its pod template carries modeldeploy.io/track (Deployments applied by operators before
+    # progressive delivery do not, until their next rollout).
+    tracked: bool = True
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> DeploymentState:
@@ -51,6 +54,7 @@ class DeploymentState:
             observed_generation=int(st.get("observedGeneration") or 0),
             deadline_exceeded=stalled,
             autoscaled=(meta.get("annotations") or {}).get(render.ANN_AUTOSCALED) == "true",
+            tracked=names.LABEL_TRACK in labels,
         )
 
     def complete(self, replicas: int) -> bool:

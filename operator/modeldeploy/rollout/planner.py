@@ -191,6 +191,7 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
     seen = progressive.Observed(
         stable_ready=dep.ready if dep else 0,
         stable_complete=dep is not None and dep.version == target.version and dep.complete(n),
+        stable_tracked=dep is not None and dep.tracked and dep.complete(n),
         canary=ctx.canary_deployment,
         route=ctx.route,
     )
@@ -201,7 +202,7 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
     )
     for warning, reason, message in prog.events:
         b.event(warning, reason, message)
-    desired, prune = _desired_objects(ctx, b, prog)
+    desired, prune = _desired_objects(ctx, b, prog, n)
     # The deadline condition counts only once the Deployment controller has seen this template:
     # right after a new version is applied, the old rollout's condition is still there.
     stalled = (
@@ -585,7 +586,7 @@ def _nothing_to_serve(
 
 
 def _desired_objects(
-    ctx: Context, b: _Builder, prog: progressive.Progress
+    ctx: Context, b: _Builder, prog: progressive.Progress, n: int
 ) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[str, str], ...]]:
     target = prog.stable
     autoscaled = ctx.spec.serving.autoscaling is not None
@@ -602,7 +603,11 @@ def _desired_objects(
         serving_env=ctx.serving_env,
         autoscaled=autoscaled,
     )
-    objs = [render.build_deployment(rc), render.build_service(rc, prog.active)]
+    # The Service selects one track only once the stable pods all carry the track label (an
+    # older operator's pods do not until replaced): selecting it earlier would leave it empty.
+    dep = ctx.deployment
+    tracked = dep is not None and dep.tracked and (prog.canary is not None or dep.complete(n))
+    objs = [render.build_deployment(rc), render.build_service(rc, prog.active if tracked else None)]
     if autoscaled:
         objs.append(render.build_hpa(rc))
     cs = prog.canary

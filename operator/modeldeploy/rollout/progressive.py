@@ -35,6 +35,7 @@ from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import BLUE_GREEN, ModelDeploymentSpec
 from modeldeploy.api.status import AnalysisRecord, CanaryStatus, Status, iso
+from modeldeploy.render.objects import split_services
 from modeldeploy.rollout import analysis as verdicts
 from modeldeploy.rollout.deployment import DeploymentState
 from modeldeploy.rollout.rollback import Rollback, Target
@@ -234,6 +235,8 @@ class Observed:
     stable_complete: bool  # the stable Deployment fully runs the target (promotion done)
     canary: DeploymentState | None  # the canary Deployment
     route: RouteState | None  # None without spec.strategy.canary.trafficRouting
+    # Every stable pod carries modeldeploy.io/track=stable, so a Service can select them alone.
+    stable_tracked: bool = True
 
     def canary_runs(self, cs: CanaryStatus) -> bool:
         return self.canary is not None and self.canary.version == cs.version
@@ -266,6 +269,10 @@ def advance(
         events.append((False, r.EV_CANARY_STARTED, f"{_step_text(cs)}: version {cs.version}{was}"))
     if cs.state == PROMOTING:
         return _progress(spec, cs, target, seen, stable_replicas, tuple(events))
+    if split_services(spec) and not seen.stable_tracked:
+        # The stable pods predate the track label and are being replaced: until they all carry
+        # it, a Service cannot tell them from canary pods, so no canary pod may exist yet.
+        return Progress(stable=running, canary=cs, events=tuple(events))
     want = canary_replicas(spec, stable_replicas, cs.weight)
     route = seen.route
     if cs.state == SCALING:
@@ -372,14 +379,21 @@ def _progress(
         active=active,
         route_ops=ops,
         events=events,
-        analysis_condition=_condition(cs, route),
+        analysis_condition=_condition(cs, route, seen),
     )
 
 
-def _condition(cs: CanaryStatus, route: RouteState | None) -> tuple[bool | str, str, str]:
+def _condition(
+    cs: CanaryStatus, route: RouteState | None, seen: Observed
+) -> tuple[bool | str, str, str]:
     """The Analysis condition: True once the current step's last analysis passed, False when
-    it could not pass (or the route is unusable), Unknown while it waits for its first one."""
+    it could not pass (or the route is unusable, or the canary's pods never became available),
+    Unknown while it waits for its first one."""
     step = _step_text(cs)
+    dep = seen.canary
+    if cs.state == SCALING and dep is not None and seen.canary_runs(cs) and dep.deadline_exceeded:
+        msg = f"{step}: the pods of version {cs.version} did not become available in time"
+        return False, r.PROGRESS_DEADLINE_EXCEEDED, msg
     if route is not None and not route.usable:
         why = "not found" if not route.found else "has no backendRefs to both Services"
         return False, r.TRAFFIC_ROUTE_INVALID, f"HTTPRoute {route.name} {why}; {step} waits"

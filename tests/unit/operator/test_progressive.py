@@ -446,3 +446,24 @@ def test_the_judge_fails_only_what_is_above_its_limit_and_worse_than_stable() ->
     assert judged(unsure, sure).verdict == verdicts.FAILED
     drifted = VersionSample(requests=100, input_psi=0.9, input_psi_feature="amount")
     assert "amount" in judged(drifted, good).message
+
+
+def test_stable_pods_from_before_the_track_label_are_replaced_before_any_canary_pod() -> None:
+    """A Deployment applied by an operator without progressive delivery has no track label on
+    its pods: a Service selecting track=stable would be empty, and one without it would send
+    stable traffic to a canary. So the Service keeps selecting every pod and no canary pod is
+    made until the stable pods carry the label."""
+    old = deployment_object("1", spec=BLUE_GREEN)
+    del old["spec"]["template"]["metadata"]["labels"][names.LABEL_TRACK]
+    c = ctx(resolved("2"), spec=BLUE_GREEN, deployment=DeploymentState.from_object(old))
+    p = plan(c)
+    objs = objects(p)
+    assert names.LABEL_TRACK not in objs[("Service", NAME)]["spec"]["selector"]
+    assert ("Deployment", f"{NAME}-preview") not in objs
+    assert p.status.canary is not None and p.status.canary.state == r.CANARY_SCALING
+    # The stable pods relabelled (the same version rolled with the label): the preview starts.
+    c = then(c, p, deployment=deployment("1", spec=BLUE_GREEN), now=c.now)
+    p = plan(c)
+    objs = objects(p)
+    assert objs[("Service", NAME)]["spec"]["selector"][names.LABEL_TRACK] == names.TRACK_STABLE
+    assert ("Deployment", f"{NAME}-preview") in objs
