@@ -168,6 +168,14 @@ def test_cluster_role_rules_are_identical_in_chart_and_kustomize_base(tools: Too
     )
 
 
+DELETABLE = [
+    (["monitoring.coreos.com"], ["servicemonitors", "prometheusrules"]),
+    (["apps"], ["deployments"]),
+    ([""], ["services"]),
+    (["autoscaling"], ["horizontalpodautoscalers"]),
+]
+
+
 @pytest.mark.parametrize("source", ["chart", "kustomize"])
 def test_cluster_role_is_least_privilege(tools: Tools, source: str) -> None:
     docs = tools.helm_template() if source == "chart" else tools.kustomize()
@@ -177,9 +185,10 @@ def test_cluster_role_is_least_privilege(tools: Tools, source: str) -> None:
             assert "*" not in rule.get(field, []), f"wildcard {field} in {rule}"
         assert "nonResourceURLs" not in rule
         if "delete" in rule["verbs"]:
-            # The only deletion: monitoring objects a spec no longer wants (children are
-            # otherwise removed by garbage collection through their ownerReferences).
-            assert rule["apiGroups"] == ["monitoring.coreos.com"], rule
+            # The only deletions: children a spec no longer wants (a monitoring object turned
+            # off, a finished canary's Deployment and Service, an autoscaler turned off); they
+            # are otherwise removed by garbage collection through their ownerReferences.
+            assert (rule["apiGroups"], rule["resources"]) in DELETABLE, rule
         assert not set(rule["verbs"]) & {
             "deletecollection",
             "escalate",
@@ -211,4 +220,9 @@ def test_cluster_role_is_least_privilege(tools: Tools, source: str) -> None:
         ("events.k8s.io", "events"),
         ("monitoring.coreos.com", "servicemonitors"),
         ("monitoring.coreos.com", "prometheusrules"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        # Only the weights of a route a canary names (a JSON patch guarded by test ops).
+        ("gateway.networking.k8s.io", "httproutes"),
     }
+    route_verbs = {v for g, res, v in granted if res == "httproutes"}
+    assert route_verbs == {"get", "patch"}, route_verbs  # never create, delete or watch routes

@@ -165,7 +165,12 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(
     assert can_i(tools, cluster, sa, "patch", "deployments.apps", "-n", "default")
     assert can_i(tools, cluster, sa, "get", "secrets", "-n", "default")
     assert not can_i(tools, cluster, sa, "list", "secrets", "-n", "default")
-    assert not can_i(tools, cluster, sa, "delete", "deployments.apps", "-n", "default")
+    assert can_i(tools, cluster, sa, "delete", "deployments.apps", "-n", "default")  # canaries
+    assert can_i(
+        tools, cluster, sa, "patch", "httproutes.gateway.networking.k8s.io", "-n", "default"
+    )
+    assert not can_i(tools, cluster, sa, "delete", "httproutes.gateway.networking.k8s.io", "-A")
+    assert not can_i(tools, cluster, sa, "delete", "secrets", "-n", "default")
     assert_lease_rights_only(tools, cluster, sa, namespace, lease=name)
 
 
