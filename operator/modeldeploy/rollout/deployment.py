@@ -57,6 +57,11 @@ class DeploymentState:
             tracked=names.LABEL_TRACK in labels,
         )
 
+    def all_updated(self) -> bool:
+        """Every pod it has runs its current template (an autoscaler's new pods included, ready
+        or not): what a label of the template says holds for all of its pods."""
+        return self.observed_generation >= self.generation and self.updated >= self.total
+
     def complete(self, replicas: int) -> bool:
         return (
             self.observed_generation >= self.generation

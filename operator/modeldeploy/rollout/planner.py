@@ -191,7 +191,7 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
     seen = progressive.Observed(
         stable_ready=dep.ready if dep else 0,
         stable_complete=dep is not None and dep.version == target.version and dep.complete(n),
-        stable_tracked=dep is not None and dep.tracked and dep.complete(n),
+        stable_tracked=dep is not None and dep.tracked and dep.all_updated(),
         canary=ctx.canary_deployment,
         route=ctx.route,
     )
@@ -603,10 +603,11 @@ def _desired_objects(
         serving_env=ctx.serving_env,
         autoscaled=autoscaled,
     )
-    # The Service selects one track only once the stable pods all carry the track label (an
-    # older operator's pods do not until replaced): selecting it earlier would leave it empty.
+    # The Service selects one track only while a canary runs or every stable pod carries the
+    # track label: an older operator's pods do not until replaced, and without a canary,
+    # selecting every serving pod is selecting the stable ones.
     dep = ctx.deployment
-    tracked = dep is not None and dep.tracked and (prog.canary is not None or dep.complete(n))
+    tracked = dep is not None and dep.tracked and (dep.all_updated() or prog.canary is not None)
     objs = [render.build_deployment(rc), render.build_service(rc, prog.active if tracked else None)]
     if autoscaled:
         objs.append(render.build_hpa(rc))
