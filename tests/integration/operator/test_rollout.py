@@ -49,7 +49,9 @@ def test_champion_alias_deploys_version_and_reports_healthy_status(
     table = subprocess.run(
         [*cluster.kubectl, "get", "md", "-n", namespace], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert table[0].split() == ["NAME", "MODEL", "SELECTOR", "SERVING", "PHASE", "READY", "AGE"]
+    header = ["NAME", "MODEL", "SELECTOR", "SERVING", "PHASE", "CANARY", "STEP", "WEIGHT"]
+    assert table[0].split() == [*header, "READY", "AGE"]
+    # No canary runs: its three columns are empty.
     assert table[1].split()[:6] == ["fraud", model, "@champion", "2", "Healthy", "True"]
     healthy = (
         f'modeldeploy_rollout_status{{name="fraud",namespace="{namespace}",phase="Healthy"}} 1.0'
