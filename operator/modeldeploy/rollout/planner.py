@@ -342,7 +342,13 @@ def stable_replicas(ctx: Context) -> int:
     if auto is None:
         return ctx.spec.serving.replicas
     dep = ctx.deployment
-    return dep.replicas if dep is not None and dep.autoscaled else auto.min_replicas
+    if dep is None or not dep.autoscaled:
+        return auto.min_replicas
+    if dep.replicas == 0:  # the autoscaler leaves a Deployment scaled to zero alone
+        return 0
+    # The autoscaler keeps replicas within its bounds. Below them is the API server's default
+    # of 1 for a Deployment created without replicas, before the autoscaler has said anything.
+    return min(max(dep.replicas, auto.min_replicas), auto.max_replicas)
 
 
 def _unwanted(ctx: Context, prog: progressive.Progress) -> tuple[tuple[str, str, str], ...]:

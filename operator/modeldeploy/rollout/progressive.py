@@ -369,8 +369,14 @@ def _progress(
         effective = round(100 * ready / total) if total else 0
     ops: tuple[dict[str, Any], ...] = ()
     if route is not None:
-        ready_for_traffic = complete or (ours and promoting)
-        ops = _route_ops(route, cs.weight if ready_for_traffic else 0)
+        if complete or (ours and promoting):
+            percent = cs.weight
+        elif ours and route.usable:
+            # The next step's pods are starting: the share this version already has stays.
+            percent = min(route.canary_weight(), cs.weight)
+        else:
+            percent = 0
+        ops = _route_ops(route, percent)
     cs = replace(cs, effective_weight=effective)
     return Progress(
         stable=stable,
