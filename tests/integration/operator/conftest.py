@@ -111,11 +111,18 @@ class Operator:
             "example.invalid/serving:test",
         ]
         self.args += extra_args or []
+        # A registry webhook of the test's own: other test sessions (or `make demo`) may use the
+        # shared MLflow at the same time, and under one name the operator started last anywhere
+        # would get every event while this one waited for its next poll.
+        self.webhook_name: str | None = None
         if webhook:
             self.args += [
                 "--registry-webhook-url",
                 f"http://127.0.0.1:{self.webhook_port}/webhooks/mlflow",
             ]
+            if "--registry-webhook-name" not in self.args:
+                self.webhook_name = f"it-{namespace}"[:60]
+                self.args += ["--registry-webhook-name", self.webhook_name]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -187,10 +194,28 @@ def start_operator(
     yield start
     for op in started:
         op.stop()
+    delete_registry_webhooks(mlflow_uri, {op.webhook_name for op in started if op.webhook_name})
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         for op in started:
             print(f"--- operator log {op.log_path} ---\n{op.log()}")
+
+
+def delete_registry_webhooks(mlflow_uri: str, names: set[str]) -> None:
+    """The MLflow webhooks a test's operators subscribed under their own names."""
+    if not names:
+        return
+    from mlflow import MlflowClient
+
+    client, token = MlflowClient(tracking_uri=mlflow_uri), None
+    while True:
+        page = client.list_webhooks(page_token=token)
+        for hook in page:
+            if hook.name in names:
+                client.delete_webhook(hook.webhook_id)
+        token = page.token
+        if not token:
+            return
 
 
 @pytest.hookimpl(hookwrapper=True)
