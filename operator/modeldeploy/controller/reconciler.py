@@ -454,13 +454,15 @@ class Reconciler:
         try:
             for obj in p.apply:
                 self.kube.apply(obj)
+            # The route's weights before any delete: a finished canary's Service goes only
+            # once the route no longer sends to it (a refused patch keeps it for the retry).
+            if p.route_patch is not None:
+                route, ops = p.route_patch
+                self.kube.json_patch(*HTTPROUTE, namespace, route, list(ops))
             for kind, obj_name in p.prune:
                 self.kube.delete("monitoring.coreos.com/v1", kind, namespace, obj_name)
             for api_version, kind, obj_name in p.delete:
                 self.kube.delete(api_version, kind, namespace, obj_name)
-            if p.route_patch is not None:
-                route, ops = p.route_patch
-                self.kube.json_patch(*HTTPROUTE, namespace, route, list(ops))
         finally:
             # After the apply, so a slow registry cannot delay the rollback itself; in `finally`,
             # so a failed apply (whose retry finds the decision stored) still records it once.

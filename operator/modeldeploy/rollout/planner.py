@@ -196,7 +196,7 @@ def plan(ctx: Context | InvalidSpec) -> Plan:
         route=ctx.route,
     )
     prog = (
-        progressive.Progress(stable=target, canary=None)
+        progressive.without_canary(target, ctx.route)
         if verdict.override is not None  # a rollback, now or held: no canary
         else progressive.advance(ctx.spec, cs, target, running, seen, ctx.analysis, n, ctx.now)
     )

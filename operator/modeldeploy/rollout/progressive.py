@@ -335,6 +335,14 @@ def _finishing(
     return _progress(spec, cs, target, seen, stable_replicas, ())
 
 
+def without_canary(stable: Target, route: RouteState | None) -> Progress:
+    """No canary, because of a rollback (decided now, or held while the selector names the
+    rejected version): the route's weights go back to the stable Service, as after a promotion.
+    The canary's Service goes with the canary, and a Gateway answers requests it still weighs
+    onto a Service without endpoints with errors."""
+    return Progress(stable=stable, canary=None, route_ops=_route_ops(route, 0))
+
+
 def _route_ops(route: RouteState | None, percent: int) -> tuple[dict[str, Any], ...]:
     if route is None or not route.usable:
         return ()

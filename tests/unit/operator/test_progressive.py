@@ -319,22 +319,24 @@ def test_a_rollback_of_the_stable_version_removes_the_canary() -> None:
     assert version_of(objects(p)[("Deployment", NAME)]) == "1"
 
 
-def test_a_route_gets_exact_weights_once_the_canary_is_ready() -> None:
-    def route(canary_weight: int) -> progressive.RouteState:
-        obj = {
-            "spec": {
-                "rules": [
-                    {
-                        "backendRefs": [
-                            {"name": NAME, "port": 8080, "weight": 100 - canary_weight},
-                            {"name": f"{NAME}-canary", "port": 8080, "weight": canary_weight},
-                        ]
-                    }
-                ]
-            }
+def route(canary_weight: int) -> progressive.RouteState:
+    """The user's route `web` as read, with `canary_weight` on the canary Service."""
+    obj = {
+        "spec": {
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"name": NAME, "port": 8080, "weight": 100 - canary_weight},
+                        {"name": f"{NAME}-canary", "port": 8080, "weight": canary_weight},
+                    ]
+                }
+            ]
         }
-        return progressive.RouteState.from_object("web", obj, NAME, f"{NAME}-canary")
+    }
+    return progressive.RouteState.from_object("web", obj, NAME, f"{NAME}-canary")
 
+
+def test_a_route_gets_exact_weights_once_the_canary_is_ready() -> None:
     c, p = serving_v1(ROUTED)
     c = then(c, p, resolution=resolved("2"), route=route(0))
     p = plan(c)
@@ -362,6 +364,38 @@ def test_a_route_gets_exact_weights_once_the_canary_is_ready() -> None:
     cs = p.status.canary
     assert cs is not None and (cs.state, cs.effective_weight) == (r.CANARY_ANALYSING, 10)
     assert p.route_patch is None
+
+
+def test_a_rolled_back_canary_gives_the_route_back_to_the_stable_service() -> None:
+    """With the rollback, and at every reconcile while the selector still names the rejected
+    version: the canary's Service is deleted with the canary, and a weight left on it is a
+    share of requests a Gateway answers with errors."""
+    c, p = serving_v1(ROUTED)
+    c = then(c, p, resolution=resolved("2"), route=route(0))
+    c = then(c, plan(c), canary_deployment=canary_dep(ROUTED, "2", 1), now=c.now)
+    c = then(c, plan(c), route=route(10), now=c.now)
+    p = plan(c)
+    assert p.status.canary is not None and p.status.canary.state == r.CANARY_ANALYSING
+    back = {
+        ("add", "/spec/rules/0/backendRefs/0/weight", 100),
+        ("add", "/spec/rules/0/backendRefs/1/weight", 0),
+    }
+
+    c = then(c, p, now=c.now + timedelta(seconds=6))
+    p = plan(replace(c, analysis=record(0, verdicts.FAILED, c, "error rate 0.5 > 0.05")))
+    assert p.rollback is not None and p.status.canary is None
+    assert ("v1", "Service", f"{NAME}-canary") in p.delete
+    assert p.route_patch is not None and p.route_patch[0] == "web"
+    assert {(o["op"], o["path"], o["value"]) for o in p.route_patch[1]} >= back
+    # The patch did not land (or the route's owner wrote the old weights back): the rejection
+    # holds, the canary is gone, and the weights are set again.
+    c = then(c, p, canary_deployment=None, now=c.now + timedelta(seconds=3))
+    p = plan(c)
+    assert p.rollback is None and p.status.rejected_versions == ("2",)
+    assert p.route_patch is not None
+    assert {(o["op"], o["path"], o["value"]) for o in p.route_patch[1]} >= back
+    c = then(c, p, route=route(0), now=c.now + timedelta(seconds=3))
+    assert plan(c).route_patch is None
 
 
 def test_a_missing_route_holds_the_canary_and_says_so() -> None:

@@ -323,6 +323,41 @@ def test_the_rollback_is_applied_before_its_registry_records_are_written(
     assert kube.calls.index("apply Deployment") < first_tag  # a slow registry cannot delay it
 
 
+def test_a_rolled_back_canary_leaves_the_route_before_its_service_goes(world: Any) -> None:
+    """The rollback reconcile sets the route's weights back to the stable Service, and before
+    it deletes the canary's Service: a Gateway would answer the canary's share with errors."""
+    kube, registry, rec, alerts = world
+    strategy = {
+        "type": "Canary",
+        "canary": {
+            "steps": [{"weight": 10, "duration": "1m"}],
+            "trafficRouting": {"httpRoute": {"name": "web"}},
+        },
+    }
+    kube.add_md(NS, NAME, {"model": {"name": MODEL, "alias": "champion"}, "strategy": strategy})
+    refs = [
+        {"name": NAME, "port": 8080, "weight": 100},
+        {"name": f"{NAME}-canary", "port": 8080, "weight": 0},
+    ]
+    kube.objects[("HTTPRoute", NS, "web")] = {"spec": {"rules": [{"backendRefs": refs}]}}
+    serve(kube, rec, "1")
+    registry.aliases[(MODEL, "champion")] = "2"
+    rec.cache.invalidate_model(MODEL)
+    rec.reconcile((NS, NAME))  # the canary's pods start
+    kube.finish_rollout(NS, f"{NAME}-canary")
+    rec.reconcile((NS, NAME))  # ready: its weight is set
+    rec.reconcile((NS, NAME))  # weight seen: analysing
+    assert [ref["weight"] for ref in refs] == [90, 10]
+    assert kube.status(NS, NAME)["canary"]["state"] == r.CANARY_ANALYSING
+    firing(alerts, "2")
+    kube.calls.clear()
+    rec.reconcile((NS, NAME))
+    assert kube.status(NS, NAME)["rejectedVersions"] == ["2"]
+    assert [ref["weight"] for ref in refs] == [100, 0]
+    assert kube.calls.index("patch HTTPRoute") < kube.calls.index("delete Service")
+    assert ("Service", NS, f"{NAME}-canary") not in kube.objects
+
+
 def approve(registry: FakeRegistry, version: str) -> None:
     at = records.timestamp(T0)
     registry.version_tags.setdefault((MODEL, version), {})[records.approval_key("production")] = (
