@@ -95,6 +95,8 @@ class Traffic:
     * `route="<name>"`: through that HTTPRoute as a Gateway would: each request to a backend
       Service of its first rule in proportion to the weights (smooth weighted round-robin, see
       dev/traffic_routing.py), then round-robin over that Service's endpoints.
+    * `service="<name>"`: to that Service instead of `<md>`, as kube-proxy would (a blue-green
+      preview's `<md>-preview`).
     * `via_service=False`: every live process of the ModelDeployment in turn (by its
       modeldeployment label), whatever selects it: the behaviour before Services were followed.
 
@@ -120,6 +122,7 @@ class Traffic:
         *,
         via_service: bool = True,
         route: str | None = None,
+        service: str | None = None,
         namespace: str | None = None,
     ) -> None:
         self.pods, self.md, self.rate, self.good = pods, md, rate, good
@@ -129,12 +132,12 @@ class Traffic:
         self.events: list[tuple[float, str, int]] = []  # good requests: (t, version, status)
         self.first_seen: dict[str, float] = {}
         self.router: Router | None = None
-        if via_service or route is not None:
+        if via_service or route is not None or service is not None:
             if namespace is None:
                 if len(pods.namespaces) != 1:
                     raise ValueError("Traffic: name the namespace when LocalPods follows several")
                 (namespace,) = pods.namespaces
-            target = {"route": route} if route is not None else {"service": md}
+            target = {"route": route} if route is not None else {"service": service or md}
             self.router = Router(pods, namespace, **target)
         self._sent = 0
         self._session = requests.Session()

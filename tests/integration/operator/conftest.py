@@ -95,6 +95,11 @@ class Operator:
             # The token the local stack's Alertmanager sends (dev/stack.py alert_token).
             MODELDEPLOY_ALERT_WEBHOOK_TOKEN=devstack.Stack().alert_token(),
         )
+        # Where canary steps are judged: the stack's Prometheus, as `.stack/env` gives it to an
+        # operator a user starts (absent while the stack runs none: steps then hold).
+        prometheus = devstack.Stack().env().get("MODELDEPLOY_PROMETHEUS_URL")
+        if prometheus:
+            env.setdefault("MODELDEPLOY_PROMETHEUS_URL", prometheus)
         env.update(extra_env or {})
         self.args = [
             str(Path(sys.executable).parent / "modeldeploy"),
