@@ -256,9 +256,8 @@ def promoted_or_done(version: str) -> Callable[[dict[str, Any]], bool]:
     return lambda st: state("Promoting")(st) or healthy(st)
 
 
-def at_step(st: dict[str, Any], step: int, name: str) -> bool:
-    cs = st.get("canary") or {}
-    return cs.get("step") == step and cs.get("state") == name
+def canary_step(st: dict[str, Any]) -> int | None:
+    return (st.get("canary") or {}).get("step")
 
 
 @pytest.fixture
@@ -423,16 +422,18 @@ def test_a_good_version_is_promoted_through_every_step(
 
     # While a step ran, version 2 answered its weight of the requests (the route's weights are
     # exact, but the router reads them every 0.5 s), from its first answer; then all of them.
+    # A step's weight is set as the step begins (Scaling, the status written just after the
+    # route), its analysis from the next reconcile that sees it (Analysing).
     first = next(t for t, v, _ in traffic.events if v == "2")
-    begins = [log.first("m", lambda st, s=s: at_step(st, s, "Analysing")) for s in (0, 1)]
+    starts = [log.first("m", lambda st, s=s: canary_step(st) == s) for s in (0, 1)]
     promoting = log.first("m", promoted_or_done("2"))
-    assert begins[0] and begins[1] and promoting
+    assert starts[0] and starts[1] and promoting
     for weight, since, until in (
-        (10, max(first, begins[0]), begins[1]),
-        (50, begins[1], promoting),
+        (10, max(first, starts[0]), starts[1]),
+        (50, starts[1], promoting),
     ):
         got, total = served_share(traffic, "2", since + 1, until - 1)
-        assert total > 100 and abs(got - weight / 100) < 0.05, (weight, got, total)
+        assert total > 80 and abs(got - weight / 100) < 0.05, (weight, got, total)
     assert set(traffic.answers(settled)) == {("2", 200)}, traffic.answers(settled)
     assert not served_failures(traffic), traffic.failures()
 
