@@ -270,17 +270,9 @@ def operator(
 ) -> Any:
     """The operator on the test's namespace, judging canaries with the stack's Prometheus (the
     fixture passes the stack's MODELDEPLOY_PROMETHEUS_URL) and reading firing alerts by polling
-    Alertmanager: the shared Alertmanager's receiver is left as it is.
-
-    It asks the registry every 2 s. The stack's MLflow holds one webhook for every operator
-    (`modeldeploy-operator`), and an operator another test starts later takes it over; then
-    only the poll (30 s by default) sees an alias move."""
+    Alertmanager: the shared Alertmanager's receiver is left as it is."""
     return start_operator(
-        namespace,
-        extra_args=[
-            *("--alerts-url", alertmanager_url, "--alerts-poll-interval", "2s"),
-            *("--poll-interval", "2s"),
-        ],
+        namespace, extra_args=["--alerts-url", alertmanager_url, "--alerts-poll-interval", "2s"]
     )
 
 
