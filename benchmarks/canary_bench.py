@@ -70,27 +70,28 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             f"| {med(runs, key, 'secondsToRollback'):.1f} s |"
         )
     ratios = ", ".join(f"{r['ratio']:.3f}" for r in runs)
+    bad = ", ".join(f"{r['badVersionRatio']:.3f}" for r in runs)
     return f"""## Canary blast radius (issue 12)
 
 Measured {when} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python \
 {platform.python_version()} (shared machine; 1-minute load average {load:.1f} at the end), local \
 stack. Method in `benchmarks/canary_bench.py`: the e2e episode of `tests/e2e/test_canary.py`, \
 {len(runs)} runs, both strategies in the same run, counted over the same window from the alias \
-move (median {med(runs, "windowSeconds"):.0f} s). "Failed" counts 5xx answers and requests no \
-process answered; "by the bad version" counts only the bad version's own 5xx.
+move (median {med(runs, "windowSeconds"):.0f} s). "Failed" counts every request a user saw fail \
+(5xx, and requests no process answered); "by the bad version" only the bad version's own 5xx.
 
 | strategy | runs | requests failed | failed by the bad version | rolled back after |
 |---|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-| ratio canary / rolling update (medians of per-run ratios) | failed | by the bad version |
-|---|---:|---:|
-| | {med(runs, "ratio"):.3f} | {med(runs, "badVersionRatio"):.3f} |
+| ratio canary / rolling update | median | per run |
+|---|---:|---|
+| requests failed | {med(runs, "ratio"):.3f} | {ratios} |
+| failed by the bad version | {med(runs, "badVersionRatio"):.3f} | {bad} |
 
-Per-run ratios: {ratios}. The goal (issue 12): at most 0.1. The rolling update here has
-test-sized alerts (it rolls back in about 16-19 s); with the shipped defaults (5 % over 1m, for
-30s) `make demo` shows the same comparison at 20 requests/s with a canary at 20 %: 56.6 % of
-requests failed under the rolling update over 52 s, 3.4 % under the canary (rolled back after 33 s).
+Most of the rolling update's failed requests are ones no process answered: kwok reports a pod Ready
+before its serving process has loaded the model (docs/local-stack.md), which a cluster's readiness
+probe would prevent. The second ratio leaves those out.
 """
 
 
