@@ -403,6 +403,13 @@ def approval_gate(env: dict[str, str], client: Any, version: str) -> None:
         reset = ["--stage", "production", "--note", "demo reset"]
         subprocess.run([cli, "revoke", MODEL, version, *reset], env=env, capture_output=True)
     kubectl(env, "delete", "md", PROD_MD, "-n", NAMESPACE, "--ignore-not-found")
+    # Its Deployment goes by garbage collection, a moment later: a new ModelDeployment of the same
+    # name would otherwise find version 2 serving and keep it (a served version is not gated).
+    deadline = time.monotonic() + 60
+    while kubectl(env, "get", "deploy", PROD_MD, "-n", NAMESPACE, "--ignore-not-found").strip():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Deployment {PROD_MD} of the previous demo run was not removed")
+        time.sleep(0.5)
 
     modeldeploy(env, "policy", MODEL)
     modeldeploy(env, "promote", MODEL, "--version", version, "--to", "staging")

@@ -17,6 +17,16 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def epoch(text: str | None) -> float | None:
+    """Unix seconds of an RFC 3339 time written by `iso` or `iso_ms`; None when absent or bad."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def iso_ms(ts: datetime) -> str:
     """Millisecond precision, for history: alerts are compared with a rollout's start, and a
     rollout may start within the same second as the alert that ended the one before."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from modeldeploy import names
 from modeldeploy.api import reasons as r
 from modeldeploy.api.reasons import PHASES
+from modeldeploy.api.status import epoch
 
 
 class OperatorMetrics:
@@ -136,9 +136,9 @@ class OperatorMetrics:
         """One rollout ended; `started_at`/`ended_at` are the history entry's RFC 3339 times
         (its end unknown: now)."""
         self.rollouts_completed.labels(namespace, name, outcome).inc()
-        end = _timestamp(ended_at) or time.time()
+        end = epoch(ended_at) or time.time()
         self.last_completed.labels(namespace, name, outcome).set(end)
-        start = _timestamp(started_at)
+        start = epoch(started_at)
         if start is not None and start <= end:
             self.last_duration.labels(namespace, name, outcome).set(end - start)
         self._outcomes.setdefault((namespace, name), set()).add(outcome)
@@ -182,12 +182,3 @@ class OperatorMetrics:
 
 
 VERDICTS = (r.VERDICT_PASSED, r.VERDICT_FAILED, r.VERDICT_INCONCLUSIVE, r.VERDICT_UNAVAILABLE)
-
-
-def _timestamp(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -34,7 +34,7 @@ from modeldeploy import names
 from modeldeploy.alerts.store import FiringAlert
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import BLUE_GREEN, ModelDeploymentSpec
-from modeldeploy.api.status import AnalysisRecord, CanaryStatus, Status, iso
+from modeldeploy.api.status import AnalysisRecord, CanaryStatus, Status, epoch, iso
 from modeldeploy.render.objects import split_services
 from modeldeploy.rollout import analysis as verdicts
 from modeldeploy.rollout.deployment import DeploymentState
@@ -43,15 +43,6 @@ from modeldeploy.rollout.rollback import Rollback, Target
 SCALING, ANALYSING = r.CANARY_SCALING, r.CANARY_ANALYSING
 HOLDING, PROMOTING = r.CANARY_HOLDING, r.CANARY_PROMOTING
 ANALYSIS_KEEP = 12  # status.canary.analysis entries (one per step, newest last)
-
-
-def parse_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -151,7 +142,7 @@ def failure(
     cs = status.canary
     if cs is None or stable is None or cs.version == stable or cs.state == PROMOTING:
         return None
-    since = parse_time(cs.started_at) or 0.0
+    since = epoch(cs.started_at) or 0.0
     for a in alerts:
         ours = a.model_version == cs.version and a.name in spec.rollback.on_alerts
         if ours and a.received_at >= since:
@@ -183,11 +174,11 @@ def analysis_due(status: Status, spec: ModelDeploymentSpec, now: datetime) -> fl
     cs = status.canary
     if cs is None or cs.state not in (ANALYSING, HOLDING):
         return None
-    start = parse_time(cs.step_started_at)
+    start = epoch(cs.step_started_at)
     if start is None:
         return None
     interval = spec.strategy.analysis.interval
-    last = parse_time(cs.last_analysis_at)
+    last = epoch(cs.last_analysis_at)
     t = now.timestamp()
     if t - start < interval or (last is not None and t - last < interval):
         return None
@@ -296,7 +287,7 @@ def _judged(
     now: datetime,
     events: list[tuple[bool, str, str]],
 ) -> CanaryStatus:
-    start = parse_time(cs.step_started_at) or now.timestamp()
+    start = epoch(cs.step_started_at) or now.timestamp()
     over = now.timestamp() - start >= _step_duration(spec, cs.step)
     if record.verdict == verdicts.PASSED and over:
         nxt = cs.step + 1

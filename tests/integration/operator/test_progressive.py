@@ -45,6 +45,7 @@ from tests.integration.operator.conftest import (
     Kube,
     Operator,
     Registry,
+    delete_registry_webhooks,
     free_port,
     wait_for,
 )
@@ -113,18 +114,7 @@ def operator(
     yield start
     for op in started:
         op.stop()
-    for hook in registry_webhooks(registry, hook_name):
-        registry.client.delete_webhook(hook.webhook_id)
-
-
-def registry_webhooks(registry: Registry, name: str) -> list[Any]:
-    hooks, token = [], None
-    while True:
-        page = registry.client.list_webhooks(page_token=token)
-        hooks += [h for h in page if h.name == name]
-        token = page.token
-        if not token:
-            return hooks
+    delete_registry_webhooks(registry.uri, {hook_name})
 
 
 # --- serving traffic, as the serving pods' /metrics would count it ---------------------------
