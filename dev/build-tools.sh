@@ -10,8 +10,9 @@
 # enabling the packages' own services; not root, it prints the command and fails. Instant when
 # everything is there.
 #
-# Usage: dev/build-tools.sh [--print-dir | --system-deps [PACKAGE...]]
+# Usage: dev/build-tools.sh [--print-dir | --system-deps [PACKAGE...] | --kstatus]
 #   --print-dir: only print where the binaries live
+#   --kstatus: build (or find cached) dev/kstatus, the kstatus verdict printer, and print its path
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +27,8 @@ k8s_dir=$cache/bin/kubernetes-$KUBERNETES_VERSION
 kwok_dir=$cache/bin/kwok-$KWOK_VERSION
 helm_dir=$cache/bin/helm-$HELM_VERSION
 etcd_dir=$cache/bin/etcd-$ETCD_VERSION
+# dev/kstatus: keyed by the cli-utils version and the program's own source (it lives in the repo).
+kstatus_src=$here/kstatus
 
 # has_package PKG: what the stack needs from the package is there (on PATH; venv can bootstrap
 # pip), whether it came from apt or elsewhere.
@@ -35,6 +38,7 @@ has_package() {
     prometheus-alertmanager) command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null ;;
     prometheus-pushgateway) command -v prometheus-pushgateway >/dev/null || command -v pushgateway >/dev/null ;;
     python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null ;;
+    lua5.4) command -v lua5.4 >/dev/null ;;
     *) dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' ;;
   esac
 }
@@ -111,6 +115,30 @@ if [[ ${1:-} == --system-deps ]]; then
   exit
 fi
 
+# build_kstatus: dev/kstatus at the pinned cli-utils version, go.sum as committed (-mod=readonly).
+build_kstatus() {
+  local required digest dir
+  required=$(sed -n 's#^\s*\(require \)\{0,1\}sigs.k8s.io/cli-utils \(v[^ ]*\).*#\2#p' "$kstatus_src/go.mod")
+  if [[ $required != "$CLI_UTILS_VERSION" ]]; then
+    log "dev/kstatus/go.mod requires sigs.k8s.io/cli-utils ${required:-?}, versions.env pins $CLI_UTILS_VERSION"
+    return 1
+  fi
+  digest=$(cat "$kstatus_src/go.mod" "$kstatus_src/go.sum" "$kstatus_src"/*.go | sha256sum | cut -c1-12)
+  dir=$cache/bin/kstatus-$CLI_UTILS_VERSION-$digest
+  if [[ ! -f $dir/.complete ]]; then
+    log "kstatus: go build (cli-utils $CLI_UTILS_VERSION)"
+    mkdir -p "$dir.tmp"
+    (cd "$kstatus_src" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$dir.tmp/kstatus" .)
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"; touch "$dir/.complete"
+  fi
+  printf '%s\n' "$dir/kstatus"
+}
+
+if [[ ${1:-} == --kstatus ]]; then
+  build_kstatus
+  exit
+fi
+
 if [[ ${1:-} == --print-dir ]]; then
   printf 'KUBE_BIN=%s\nKWOK_BIN=%s\nHELM_BIN=%s\nETCD_BIN=%s\n' "$k8s_dir" "$kwok_dir" "$helm_dir" "$etcd_dir"
   exit 0
@@ -183,4 +211,5 @@ build_etcd
 go_install_into "$kwok_dir" "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl sigs.k8s.io/kwok/cmd/kwok
 go_install_into "$helm_dir" "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 build_kubernetes
+build_kstatus >/dev/null
 log "all binaries ready under $cache/bin"

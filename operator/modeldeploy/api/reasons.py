@@ -32,6 +32,11 @@ MONITORING_READY: Final = "MonitoringReady"
 COND_ROLLED_BACK: Final = "RolledBack"
 # Only with spec.model.requireApproval: whether the selector's version is approved for the stage.
 COND_APPROVED: Final = "Approved"
+# kstatus' abnormal-true conditions (sigs.k8s.io/cli-utils/pkg/kstatus), read by Flux and by the
+# Argo CD health check in gitops/: present and True only while the operator works on the spec
+# (Reconciling) or cannot go on without a person (Stalled); absent otherwise, never both.
+COND_RECONCILING: Final = "Reconciling"
+COND_STALLED: Final = "Stalled"
 
 # condition reasons
 MODEL_SERVING: Final = "ModelServing"
@@ -52,6 +57,8 @@ ROLLBACK_DISABLED: Final = "RollbackDisabled"
 NO_HEALTHY_VERSION: Final = "NoHealthyVersion"
 ROLLED_BACK_REASON: Final = "RolledBack"
 REJECTION_CLEARED: Final = "RejectionCleared"
+# Reconciling's reason while a rollback's target rolls out (the phase's name).
+ROLLING_BACK_REASON: Final = "RollingBack"
 # pre-flight: why a version the pods do not run yet is not rolled out (registry/preflight.py)
 VERSION_NOT_IN_REGISTRY: Final = "VersionNotInRegistry"
 ARTIFACTS_MISSING: Final = "ModelArtifactsMissing"

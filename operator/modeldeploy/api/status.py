@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy.api import reasons as r
+
 
 def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -314,3 +316,52 @@ def set_condition(
 
 def with_history(status: Status, history: list[HistoryEntry], limit: int) -> Status:
     return replace(status, history=tuple(history[-limit:]))
+
+
+def with_kstatus(status: Status, now: datetime, generation: int | None) -> Status:
+    """The status with kstatus' conditions derived from its phase and the conditions the planner
+    set: `Reconciling=True` while the operator is working towards the spec (resolving, rolling
+    out, stepping a canary, rolling back), `Stalled=True` when it cannot get there without a
+    person (a version rolled back or refused, the progress deadline passed, an alert with no
+    rollback to answer it, an approval to give, an invalid spec, a model that is gone), and
+    neither once the spec is served (Healthy). kstatus reads the first of the two that is True;
+    at most one is ever present. Reasons and messages are the ones the condition that explains
+    the phase carries, so `kubectl wait`, Flux and Argo CD show the same words as `Ready`."""
+
+    def cond(type_: str) -> Condition | None:
+        return status.condition(type_)
+
+    def said(*types: str) -> Condition | None:
+        return next((c for t in types if (c := cond(t)) is not None), None)
+
+    phase = status.phase
+    why: tuple[str, str, str] | None = None  # (condition type, reason, message)
+    degraded = cond(r.COND_DEGRADED)
+    if phase in (r.RESOLVING, r.PROGRESSING):
+        c = said(r.COND_PROGRESSING) if phase == r.PROGRESSING else said(r.READY)
+        why = (r.COND_RECONCILING, c.reason if c else phase, c.message if c else phase)
+    elif phase == r.ROLLING_BACK:
+        c = said(r.COND_PROGRESSING)
+        msg = f"rolling back: {c.message}" if c else "rolling back"
+        why = (r.COND_RECONCILING, r.ROLLING_BACK_REASON, msg)
+    elif phase == r.DEGRADED and degraded is not None and degraded.reason == r.REGISTRY_UNREACHABLE:
+        # An alert's rollback waits for the registry to confirm its target: it goes on by itself.
+        why = (r.COND_RECONCILING, degraded.reason, degraded.message)
+    elif phase == r.AWAITING_APPROVAL:
+        c = said(r.COND_APPROVED, r.READY)
+        why = (r.COND_STALLED, r.APPROVAL_MISSING, c.message if c else phase)
+    elif phase in (r.ROLLED_BACK, r.DEGRADED):
+        c = degraded if degraded is not None and degraded.status == "True" else said(r.READY)
+        why = (r.COND_STALLED, c.reason if c else phase, c.message if c else phase)
+    elif phase == r.FAILED:
+        c = said(r.READY)
+        why = (r.COND_STALLED, c.reason if c else phase, c.message if c else phase)
+    conditions = tuple(
+        c
+        for c in status.conditions
+        if c.type not in (r.COND_RECONCILING, r.COND_STALLED) or (why and c.type == why[0])
+    )
+    if why is not None:
+        type_, reason, message = why
+        conditions = set_condition(conditions, type_, True, reason, message, now, generation)
+    return replace(status, conditions=conditions)

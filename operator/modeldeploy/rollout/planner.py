@@ -38,6 +38,7 @@ from modeldeploy.api.status import (
     Status,
     iso_ms,
     set_condition,
+    with_kstatus,
 )
 from modeldeploy.governance import records
 from modeldeploy.registry.types import ModelNotFound, RegistryError, ResolvedVersion, Unservable
@@ -150,6 +151,28 @@ class InvalidSpec:
 def plan(ctx: Context | InvalidSpec) -> Plan:
     """The next status, the objects to apply and the Events, from everything observed: the one
     place a status is built, for a usable spec and an unusable one alike."""
+    return _with_kstatus(ctx, _plan(ctx))
+
+
+def _with_kstatus(ctx: Context | InvalidSpec, p: Plan) -> Plan:
+    """kstatus' Reconciling/Stalled on both status writes: the final status (from its phase),
+    and a rollback decision written first, which says the rollback is under way."""
+    status = with_kstatus(p.status, ctx.now, ctx.generation)
+    first = p.record_first
+    if first is not None:
+        rolled = first.condition(r.COND_ROLLED_BACK)
+        msg = rolled.message if rolled else "rolling back"
+        kept = tuple(c for c in first.conditions if c.type != r.COND_STALLED)
+        first = replace(
+            first,
+            conditions=set_condition(
+                kept, r.COND_RECONCILING, True, r.ROLLING_BACK_REASON, msg, ctx.now, ctx.generation
+            ),
+        )
+    return replace(p, status=status, record_first=first)
+
+
+def _plan(ctx: Context | InvalidSpec) -> Plan:
     if isinstance(ctx, InvalidSpec):
         return _plan_invalid_spec(ctx)
     b = _Builder(ctx)

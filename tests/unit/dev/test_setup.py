@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-PACKAGES = ["prometheus", "prometheus-alertmanager", "prometheus-pushgateway", "python3-venv"]
+PACKAGES = [
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-pushgateway",
+    "python3-venv",
+    "lua5.4",
+]
 
 
 def dry_run(target: str) -> list[str]:
@@ -62,7 +68,7 @@ def test_package_names_and_minimum_versions_live_in_versions_env() -> None:
 FAKE_APT = """#!{bash}
 echo "$*" >>"{calls}"
 if [[ $1 == install ]]; then
-  for f in prometheus promtool prometheus-alertmanager prometheus-pushgateway; do
+  for f in prometheus promtool prometheus-alertmanager prometheus-pushgateway lua5.4; do
     printf '#!{bash}\\nexit 0\\n' >"{bin}/$f"; chmod +x "{bin}/$f"
   done
   printf '#!{bash}\\nexit 0\\n' >"{bin}/python3"; chmod +x "{bin}/python3"
