@@ -130,6 +130,7 @@ def test_kstatus_and_argo_cd_read_the_status_the_operator_writes(
     namespace: str,
     cluster: Cluster,
     kstatus_binary: str,
+    prometheus_url: str,
 ) -> None:
     two = {s: registry.new_model(versions=2) for s in ("canary_step", "rolled_back")}
     one = {
@@ -174,7 +175,9 @@ def test_kstatus_and_argo_cd_read_the_status_the_operator_writes(
     objects["no_status"] = kube.md(namespace, names["healthy"])
     assert "status" not in objects["no_status"]
 
-    op = start_operator(namespace)
+    # Canary steps are judged on the stack's Prometheus (no traffic here: the step holds as
+    # Inconclusive; without a Prometheus it would hold as Unavailable, another shape).
+    op = start_operator(namespace, extra_env={"MODELDEPLOY_PROMETHEUS_URL": prometheus_url})
     phase(kube, namespace, "healthy", "Healthy", serving="1")
     for state in ("canary_step", "rolled_back", "degraded"):
         phase(kube, namespace, names[state], "Healthy", serving="1")
