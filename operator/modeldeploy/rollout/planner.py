@@ -166,7 +166,13 @@ def _with_kstatus(ctx: Context | InvalidSpec, p: Plan) -> Plan:
         first = replace(
             first,
             conditions=set_condition(
-                kept, r.COND_RECONCILING, True, r.ROLLING_BACK_REASON, msg, ctx.now, ctx.generation
+                kept,
+                r.COND_RECONCILING,
+                True,
+                r.ROLLING_BACK_REASON,
+                msg,
+                ctx.now,
+                first.observed_generation,  # the rest of this write is of the stored status
             ),
         )
     return replace(p, status=status, record_first=first)

@@ -117,6 +117,9 @@ def test_a_rollback_is_reconciling_from_its_first_write_and_stalled_once_done() 
     reason, message = kstatus(p.record_first)[r.COND_RECONCILING][1:]
     assert reason == r.ROLLING_BACK_REASON and "rolled back from version 2 to 1" in message
     assert list(kstatus(p.record_first)) == [r.COND_RECONCILING]
+    first = p.record_first.condition(r.COND_RECONCILING)
+    assert first is not None
+    assert first.observed_generation == p.record_first.observed_generation
     assert p.status.phase == r.ROLLING_BACK
     reason, message = only(p, r.COND_RECONCILING)
     assert reason == r.ROLLING_BACK_REASON and message.startswith("rolling back: version 1")
