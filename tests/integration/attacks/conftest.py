@@ -8,6 +8,7 @@ is expected, and the test here that shows it.
 
 from __future__ import annotations
 
+from tests.integration.chart.conftest import tools  # noqa: F401  (fixture)
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures)
     crd,
     kube,
