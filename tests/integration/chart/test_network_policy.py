@@ -86,7 +86,10 @@ def test_peers_are_checked_by_the_schema(tools: Tools) -> None:
 
 
 def test_the_api_server_accepts_the_policy_and_it_selects_exactly_the_chart_pods(
-    tools: Tools, cluster: Cluster, namespace: str, release: str
+    tools: Tools,
+    cluster: Cluster,
+    namespace: str,
+    release: str,  # noqa: F811  (the fixture imported above)
 ) -> None:
     restrict(tools, cluster, namespace)
     helm_install(tools, cluster, release, namespace, *ON)
