@@ -366,3 +366,59 @@ def test_garbage_on_the_socket_never_kills_the_server(target: Server) -> None:
     probe()
     assert target.proc.poll() is None
     assert target.get("/ping").status_code == 200
+
+
+# --- oversized bodies ------------------------------------------------------------------------
+
+
+def upload(server: Server, path: str, chunked: bool) -> tuple[int, int]:
+    """Starts a 1 GB upload (announced by Content-Length, or chunked with no length) and sends
+    until the server answers. (status, bytes sent by then)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {1 << 30}"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    ).encode()
+    piece = b" " * 65536
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+    sent, answer = 0, b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.05)
+        while sent < 1 << 30 and not answer:
+            try:
+                sock.sendall(chunk)
+                sent += len(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            except TimeoutError:
+                pass
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer.split()[1]), sent
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("path", ["/invocations", "/feedback"])
+def test_a_body_over_the_limit_is_refused_without_being_read_whole(
+    target: Server, path: str, chunked: bool
+) -> None:
+    """A 1 GB body gets its 413 while almost all of it is still unsent: announced by its
+    Content-Length, before any of it is read; chunked, once the limit (50 kB) is passed. Counted
+    like any refusal."""
+    key, labels = (
+        (names.PREDICTION_REQUESTS, {"code": "413"})
+        if path == "/invocations"
+        else (names.FEEDBACK_TOTAL, {"outcome": names.ERR_TOO_LARGE})
+    )
+    before = target.value(key, **labels)
+    status, sent = upload(target, path, chunked)
+    assert status == 413
+    assert sent < 100 * LIMIT, f"{sent} bytes sent before the 413"
+    assert target.value(key, **labels) - before == 1
+    assert target.get("/ping").status_code == 200

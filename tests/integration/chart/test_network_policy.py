@@ -19,6 +19,7 @@ from tests.integration.chart.test_install import (  # noqa: F401  (release: a fi
     restrict,
 )
 
+pytestmark = pytest.mark.attacks
 ON = ["--set", "networkPolicy.enabled=true"]
 
 

@@ -118,6 +118,7 @@ def _raw_post(port: int, path: str, headers: bytes) -> int:
         return int(s.recv(4096).split()[1])
 
 
+@pytest.mark.attacks
 def test_replayed_webhook_delivery_is_refused_and_junk_headers_are_401(
     kube: Kube, registry: Registry, start_operator, namespace: str
 ) -> None:
@@ -188,6 +189,7 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+@pytest.mark.attacks
 def test_operator_credentials_go_to_its_own_registry_only(
     kube: Kube, start_operator, namespace: str, recorders: tuple[Recorder, Recorder]
 ) -> None:
