@@ -75,14 +75,19 @@ def test_generated_pods_are_admitted_under_restricted_pod_security(
         },
     }
     kube.create_md(namespace, "psa", spec)
-    kube.wait_phase(namespace, "psa", "Healthy", serving="1", timeout=90)
 
     def pods() -> list[Any]:
         items = kube.core.list_namespaced_pod(namespace).items
         return [p for p in items if p.metadata.name.startswith("psa-")]
 
-    wait_for(lambda: len(pods()) == 2, 30, "two pods created by the controller-manager")
+    wait_for(lambda: kube.deployment(namespace, "psa"), 60, "the operator's Deployment")
+    wait_for(
+        lambda: len(pods()) == 2 or failed_creates(kube, namespace),
+        60,
+        "two pods created by the controller-manager, or a FailedCreate",
+    )
     assert failed_creates(kube, namespace) == []
+    kube.wait_phase(namespace, "psa", "Healthy", serving="1", timeout=90)
     for pod in pods():
         assert pod.status.phase == "Running", pod.status
         (container,) = pod.spec.containers
