@@ -6,12 +6,14 @@ the ports those pods expose. The local cluster has no CNI, so nothing enforces i
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Cluster, wait_for
-from tests.integration.chart.conftest import CHART, Tools, one
+from tests.integration.chart.conftest import BASE, CHART, Tools, one
 from tests.integration.chart.test_install import (  # noqa: F401  (release: a fixture)
     helm_install,
     kubectl_json,
@@ -125,6 +127,33 @@ def test_the_api_server_accepts_the_policy_and_it_selects_exactly_the_chart_pods
         exposed = {int(p["containerPort"]) for p in container["ports"]}
         assert set(rules_by_port(policy)) <= exposed
         assert set(rules_by_port(policy)) == {ports["metrics"], ports["webhooks"]}
+
+
+def test_the_kustomize_component_is_the_charts_policy(tools: Tools, tmp_path: Path) -> None:
+    """manifests/components/network-policy, in an overlay of manifests/base, is what the chart
+    renders for the same release (modeldeploy, in modeldeploy-system), and fits the base's
+    Deployment as the chart's fits the chart's."""
+    component = CHART.parent.parent / "manifests" / "components" / "network-policy"
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{os.path.relpath(BASE, tmp_path)}]\n"
+        f"components: [{os.path.relpath(component, tmp_path)}]\n"
+    )
+    docs = tools.kustomize(tmp_path)
+    ours, deploy = one(docs, "NetworkPolicy"), one(docs, "Deployment")
+    chart = one(
+        tools.helm_template("--namespace", "modeldeploy-system", *ON, release="modeldeploy"),
+        "NetworkPolicy",
+    )
+    assert ours["spec"] == chart["spec"], "the component and templates/networkpolicy.yaml differ"
+    assert ours["metadata"]["name"] == chart["metadata"]["name"]
+    assert ours["metadata"]["namespace"] == deploy["metadata"]["namespace"]
+    selector = ours["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+    assert set(rules_by_port(ours)) == {
+        container_ports(deploy)["metrics"],
+        container_ports(deploy)["webhooks"],
+    }
 
 
 def _decoy_pod(labels: dict[str, str]) -> str:
