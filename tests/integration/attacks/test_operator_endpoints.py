@@ -35,6 +35,7 @@ from modeldeploy.controller.endpoints import (
 )
 from modeldeploy.registry.webhooks import MAX_WEBHOOK_FUTURE_SECONDS, MAX_WEBHOOK_SKEW_SECONDS
 from tests.conftest import Cluster, wait_for
+from tests.integration.attacks.junk import KNOWN_JUNK, poke_raw
 from tests.integration.operator.conftest import WEBHOOK_SECRET, Operator
 
 pytestmark = pytest.mark.attacks
@@ -242,6 +243,8 @@ def test_generated_junk_is_never_a_5xx_and_the_operator_keeps_answering(
         seen[r.status_code] = seen.get(r.status_code, 0) + 1
 
     probe()
+    for junk in KNOWN_JUNK:  # not HTTP/1.1 at all: aiohttp's parser answers 400 or closes
+        poke_raw("127.0.0.1", operator.webhook_port, junk)
     assert operator.proc is not None and operator.proc.poll() is None
     assert requests.get(url(operator, "/readyz"), timeout=5).status_code == 200
     assert {400, 401, 405} <= set(seen), seen
