@@ -117,6 +117,17 @@ OP_ROLLBACKS: Final = "modeldeploy_rollbacks_total"
 OP_CANARY_ANALYSES: Final = "modeldeploy_canary_analyses_total"
 OP_ALERT_TO_ROLLBACK: Final = "modeldeploy_alert_to_rollback_seconds"
 OP_ALERTS_RECEIVED: Final = "modeldeploy_alert_notifications_total"
+# MLflow registry webhook deliveries by outcome: accepted, ignored (tags the operator writes),
+# and the refusals unsigned, forged, stale, future, replayed, malformed.
+OP_REGISTRY_WEBHOOKS: Final = "modeldeploy_registry_webhooks_total"
+WEBHOOK_ACCEPTED: Final = "accepted"
+WEBHOOK_IGNORED: Final = "ignored"
+WEBHOOK_UNSIGNED: Final = "unsigned"  # a signature, delivery id or timestamp header missing
+WEBHOOK_FORGED: Final = "forged"  # the signature does not match (or the timestamp is no number)
+WEBHOOK_STALE: Final = "stale"  # older than MAX_WEBHOOK_SKEW_SECONDS
+WEBHOOK_FUTURE: Final = "future"  # further ahead of our clock than MAX_WEBHOOK_FUTURE_SECONDS
+WEBHOOK_REPLAYED: Final = "replayed"  # a delivery id already accepted
+WEBHOOK_MALFORMED: Final = "malformed"  # signed, but no data.name
 OP_RECONCILE_SECONDS: Final = "modeldeploy_reconcile_duration_seconds"
 OP_REGISTRY_REQUESTS: Final = "modeldeploy_registry_requests_total"
 OP_REGISTRY_SECONDS: Final = "modeldeploy_registry_request_duration_seconds"

@@ -18,6 +18,7 @@ reconciled afresh and firing alerts re-learned from Alertmanager's API).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from modeldeploy import names
 from modeldeploy.alerts.store import AlertStore, Key
 from modeldeploy.controller.leader import Holder
 from modeldeploy.controller.metrics import OperatorMetrics
@@ -38,8 +40,9 @@ from modeldeploy.registry.webhooks import (
     MAX_WEBHOOK_FUTURE_SECONDS,
     MAX_WEBHOOK_SKEW_SECONDS,
     DeliveryLog,
+    Refused,
+    check_mlflow_delivery,
     raw_header,
-    verify_mlflow_signature,
     wakes,
 )
 
@@ -51,6 +54,14 @@ FORWARDED_SIGNATURE = "X-Modeldeploy-Forwarded-Signature"
 FORWARDED_TIMESTAMP = "X-Modeldeploy-Forwarded-Timestamp"
 MLFLOW_HEADERS = ("X-MLflow-Signature", "X-MLflow-Delivery-Id", "X-MLflow-Timestamp")
 FORWARD_TIMEOUT_SECONDS = 5.0
+# A client has this long from connecting to finish its request line and headers (aiohttp closes
+# a connection still waiting for them when its keep-alive timer fires, which starts at connect),
+# and as long again for its body; then the connection goes. Alertmanager and MLflow send a few
+# kB at once: only a slowloris client needs more. Found by the attack suite: without them a
+# client sending a header byte a second held a connection for ever.
+READ_TIMEOUT_SECONDS = 5.0
+# After a refusal with the body unread (413, 408), read and drop the rest for at most this long.
+LINGER_SECONDS = 1.0
 
 
 class Role(Protocol):
@@ -70,6 +81,28 @@ class Hooks:
 
     wake: Callable[[Key], bool]
     invalidate_model: Callable[[str], set[Key]]
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body, or a 408 when it does not arrive within READ_TIMEOUT_SECONDS (a 413 from
+    aiohttp past client_max_size, as soon as it is passed)."""
+    try:
+        return await asyncio.wait_for(request.read(), READ_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=json.dumps({"error": f"body not received within {READ_TIMEOUT_SECONDS:g}s"}),
+            content_type="application/json",
+            headers={"Connection": "close"},
+        ) from None
+
+
+def _json(body: bytes) -> Any:
+    """json.loads, with nesting past the parser's recursion limit a ValueError (a 400) rather
+    than a RecursionError (a 500). Found by the attack suite."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def forward_signature(token: str, timestamp: str, body: bytes) -> str:
@@ -119,7 +152,12 @@ class Endpoints:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            keepalive_timeout=READ_TIMEOUT_SECONDS,
+            lingering_time=LINGER_SECONDS,
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.bind_address, self.port).start()
         log.info(
@@ -168,7 +206,7 @@ class Endpoints:
                 {"error": "disabled: set MODELDEPLOY_ALERT_WEBHOOK_TOKEN on the operator"},
                 status=404,
             )
-        body = await request.read()
+        body = await _read(request)
         forwarded = FORWARDED_BY in request.headers
         if forwarded:
             authorized = verify_forwarded(self.token, request.headers, body, time.time())
@@ -180,7 +218,7 @@ class Endpoints:
             log.warning("refused an Alertmanager notification: missing or wrong bearer token")
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         try:
-            payload = json.loads(body)
+            payload = _json(body)
             if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
                 raise ValueError("no alerts list")
             for alert in payload["alerts"]:
@@ -213,31 +251,35 @@ class Endpoints:
                 },
                 status=404,
             )
-        payload = await request.read()
+        payload = await _read(request)
         now = time.time()
-        error = verify_mlflow_signature(self.secret, request.headers, payload, now)
+        refused = check_mlflow_delivery(self.secret, request.headers, payload, now)
         forward = FORWARDED_BY not in request.headers and not self.role.leading()
         # Replays are refused where the delivery is acted on: a standby records nothing, so a
         # delivery it could not pass on may be retried.
         if (
-            error is None
+            refused is None
             and not forward
             and not self.deliveries.first_time(request.headers["X-MLflow-Delivery-Id"], now)
         ):
-            error = "delivery already received (replayed)"
-        if error:
-            log.warning("refused registry webhook: %s", error)
-            return web.json_response({"error": error}, status=401)
+            refused = Refused(names.WEBHOOK_REPLAYED, "delivery already received (replayed)")
+        if refused is not None:
+            self.metrics.registry_webhooks.labels(refused.outcome).inc()
+            log.warning("refused registry webhook: %s", refused.message)
+            return web.json_response({"error": refused.message}, status=401)
         try:
-            event = json.loads(payload)
+            event = _json(payload)
             model = str(event["data"]["name"])
         except (ValueError, KeyError, TypeError):
+            self.metrics.registry_webhooks.labels(names.WEBHOOK_MALFORMED).inc()
             return web.json_response({"error": "payload has no data.name"}, status=400)
         if forward:
             headers = {h: request.headers[h] for h in MLFLOW_HEADERS}
             return await self._forward(MLFLOW_PATH, payload, headers, stored=False)
         if not wakes(event):
+            self.metrics.registry_webhooks.labels(names.WEBHOOK_IGNORED).inc()
             return web.json_response({"model": model, "woken": 0, "ignored": "tag"})
+        self.metrics.registry_webhooks.labels(names.WEBHOOK_ACCEPTED).inc()
         woken = [key for key in self.hooks.invalidate_model(model) if self.hooks.wake(key)]
         log.info(
             "registry event %s.%s for %r: %d ModelDeployment(s) woken",

@@ -98,6 +98,14 @@ class OperatorMetrics:
             ["outcome"],
             registry=reg,
         )
+        self.registry_webhooks = Counter(
+            names.OP_REGISTRY_WEBHOOKS.removesuffix("_total"),
+            "MLflow registry webhook deliveries acted on or refused here, by outcome (accepted, "
+            "ignored, unsigned, forged, stale, future, replayed, malformed); a standby counts "
+            "only its refusals, the leader the deliveries it forwards",
+            ["outcome"],
+            registry=reg,
+        )
         self.leader = Gauge(
             names.OP_LEADER,
             "1 while this replica holds the leader Lease and reconciles, 0 on a standby",

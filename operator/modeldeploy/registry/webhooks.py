@@ -9,8 +9,9 @@ import base64
 import hashlib
 import hmac
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
+from modeldeploy import names
 from modeldeploy.governance import records
 
 WEBHOOK_EVENTS: list[Any] = [
@@ -64,30 +65,49 @@ class DeliveryLog:
             return True
 
 
+class Refused(NamedTuple):
+    """Why a delivery is refused: `outcome` labels modeldeploy_registry_webhooks_total."""
+
+    outcome: str
+    message: str
+
+
 def verify_mlflow_signature(
     secret: str, headers: Any, payload: bytes | str, now: float
 ) -> str | None:
     """None if MLflow's HMAC-SHA256 signature over "delivery_id.timestamp.payload" is valid and
-    fresh; otherwise why not. Fresh = at most 5 minutes old and at most 30 s ahead of our clock,
-    so a captured delivery cannot be replayed later (DeliveryLog refuses it sooner)."""
+    fresh; otherwise why not (check_mlflow_delivery says which kind of refusal it is)."""
+    refused = check_mlflow_delivery(secret, headers, payload, now)
+    return None if refused is None else refused.message
+
+
+def check_mlflow_delivery(
+    secret: str, headers: Any, payload: bytes | str, now: float
+) -> Refused | None:
+    """None if the signature is valid and fresh. Fresh = at most 5 minutes old and at most 30 s
+    ahead of our clock, so a captured delivery cannot be replayed later (DeliveryLog refuses it
+    sooner). The signature is checked before the age, so that only a signed delivery is counted
+    stale or future: an unsigned one with an odd timestamp is a forgery, whatever its date."""
     signature = headers.get("X-MLflow-Signature", "")
     delivery = headers.get("X-MLflow-Delivery-Id", "")
     timestamp = headers.get("X-MLflow-Timestamp", "")
     if not (signature and delivery and timestamp):
-        return "missing X-MLflow-Signature/-Delivery-Id/-Timestamp headers"
+        return Refused(
+            names.WEBHOOK_UNSIGNED, "missing X-MLflow-Signature/-Delivery-Id/-Timestamp headers"
+        )
     try:
         age = now - int(timestamp)
     except ValueError:
-        return "X-MLflow-Timestamp is not a unix timestamp"
-    if age > MAX_WEBHOOK_SKEW_SECONDS:
-        return f"timestamp is {age:.0f}s old"
-    if -age > MAX_WEBHOOK_FUTURE_SECONDS:
-        return f"timestamp is {-age:.0f}s in the future"
+        return Refused(names.WEBHOOK_FORGED, "X-MLflow-Timestamp is not a unix timestamp")
     version, _, value = signature.partition(",")
     body = payload.encode() if isinstance(payload, str) else payload
     message = raw_header(delivery) + b"." + raw_header(timestamp) + b"." + body
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     # Bytes, not str: compare_digest refuses non-ASCII text, and a junk header must be a 401.
     if version != "v1" or not hmac.compare_digest(raw_header(value), base64.b64encode(digest)):
-        return "signature does not match"
+        return Refused(names.WEBHOOK_FORGED, "signature does not match")
+    if age > MAX_WEBHOOK_SKEW_SECONDS:
+        return Refused(names.WEBHOOK_STALE, f"timestamp is {age:.0f}s old")
+    if -age > MAX_WEBHOOK_FUTURE_SECONDS:
+        return Refused(names.WEBHOOK_FUTURE, f"timestamp is {-age:.0f}s in the future")
     return None

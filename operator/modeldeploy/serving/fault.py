@@ -9,8 +9,9 @@ model that is broken, so the exception alone cannot tell them apart. The rule:
         with a 400 code), and
     (2) the input fails a check that does not run the model: the signature's enforcement
         (MLflow's own, or the type hints'), a feature count other than the one the estimator
-        declares (`n_features_in_`, only without a signature), or a missing or non-finite value
-        (null, NaN, ±Infinity) the contract does not allow (`nonfinite`).
+        declares (`n_features_in_`, only without a signature), a missing or non-finite value
+        (null, NaN, ±Infinity) the contract does not allow (`nonfinite`), or no rows at all
+        (`empty`: sklearn refuses zero samples, and an empty batch asks for nothing).
 
 Anything else is a model error. Because (2) looks only at the input and the declared contract,
 a version that fails on good input fails as a 5xx whatever it raises, and the same bad request
@@ -97,6 +98,23 @@ def feature_count_differs(data: Any, n_features: int | None) -> str | None:
     if len(shape) != 2:
         return f"a {len(shape)}-dimensional input, the model takes rows of {n_features} features"
     return None
+
+
+def empty(data: Any) -> str | None:
+    """Condition (2d): an input with no rows (an empty frame, list or tensor, or a dict of
+    them). Found by the attack suite: `{"dataframe_split": {"columns": [...], "data": []}}` was a
+    model_error 500, so a client could raise a healthy version's error rate at will."""
+    if isinstance(data, dict):
+        values = list(data.values())
+        return "no rows" if values and all(_length(v) == 0 for v in values) else None
+    return "no rows" if _length(data) == 0 else None
+
+
+def _length(value: Any) -> int | None:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else None
+    return len(value) if isinstance(value, list | tuple) else None
 
 
 def nonfinite(data: Any, optional: frozenset[str], allow_missing: bool) -> str | None:

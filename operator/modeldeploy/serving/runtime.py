@@ -169,6 +169,8 @@ class Runtime:
         if reason is None:
             reason = fault.nonfinite(parsed.data, self._optional, self.config.allow_non_finite)
         if reason is None:
+            reason = fault.empty(parsed.data)
+        if reason is None:
             return None
         return f"{reason} (the model raised {type(exc).__name__}: {_first_line(str(exc))})"
 

@@ -5,7 +5,8 @@ server with the operator run as users run it:
   registry poll (every owned kind is watched);
 * a registry webhook delivery replayed is refused, and junk header bytes are a 401, not a 500;
 * the operator's own registry credentials go to its own registry only, never to a trackingUri a
-  ModelDeployment names;
+  ModelDeployment names, and no credential (the operator's, a ModelDeployment's Secret's, the
+  webhook secrets) shows in the operator's log, Events, status or metrics;
 * the operator's endpoints listen on loopback unless told otherwise.
 """
 
@@ -18,6 +19,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -116,6 +118,7 @@ def _raw_post(port: int, path: str, headers: bytes) -> int:
         return int(s.recv(4096).split()[1])
 
 
+@pytest.mark.attacks
 def test_replayed_webhook_delivery_is_refused_and_junk_headers_are_401(
     kube: Kube, registry: Registry, start_operator, namespace: str
 ) -> None:
@@ -142,16 +145,17 @@ def test_replayed_webhook_delivery_is_refused_and_junk_headers_are_401(
 
 
 class Recorder:
-    """A stand-in registry on loopback that records the Authorization header of each request
-    and answers every one "not found", as MLflow does for an unknown model."""
+    """A stand-in registry on loopback that records the path and Authorization header of each
+    request and answers every one "not found", as MLflow does for an unknown model. A
+    ModelDeployment tells its registries apart by the path of its trackingUri."""
 
     def __init__(self) -> None:
-        self.seen: list[str | None] = []
+        self.seen: list[tuple[str, str | None]] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
-                recorder.seen.append(self.headers.get("Authorization"))
+                recorder.seen.append((self.path, self.headers.get("Authorization")))
                 body = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such model"}'
                 self.send_response(404)
                 self.send_header("Content-Type", "application/json")
@@ -168,6 +172,10 @@ class Recorder:
         self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def auth(self, prefix: str = "") -> set[str | None]:
+        """The Authorization headers of the requests under `prefix`."""
+        return {a for path, a in self.seen if path.startswith(prefix)}
+
 
 @pytest.fixture
 def recorders() -> Iterator[tuple[Recorder, Recorder]]:
@@ -177,28 +185,80 @@ def recorders() -> Iterator[tuple[Recorder, Recorder]]:
     other.server.shutdown()
 
 
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.attacks
 def test_operator_credentials_go_to_its_own_registry_only(
     kube: Kube, start_operator, namespace: str, recorders: tuple[Recorder, Recorder]
 ) -> None:
+    """Unique values planted in the operator's environment and in a ModelDeployment's Secret:
+    each credential reaches only the registry it belongs to, and none of them appears in the
+    operator's log, Events, status, annotations or metrics."""
     own, other = recorders
-    start_operator(
-        namespace,
-        webhook=False,
-        extra_env={
-            "MLFLOW_TRACKING_URI": own.uri,
-            "MLFLOW_TRACKING_USERNAME": "operator",
-            "MLFLOW_TRACKING_PASSWORD": "operator-secret",
-        },
+    tag = uuid.uuid4().hex[:10]
+    planted = {
+        "MLFLOW_TRACKING_USERNAME": f"op-user-{tag}",
+        "MLFLOW_TRACKING_PASSWORD": f"op-pass-{tag}",
+        "MLFLOW_TRACKING_TOKEN": f"op-token-{tag}",
+        "MODELDEPLOY_ALERT_WEBHOOK_TOKEN": f"alert-token-{tag}",
+        "MODELDEPLOY_REGISTRY_WEBHOOK_SECRET": f"hook-secret-{tag}",
+    }
+    in_secret = {
+        "MLFLOW_TRACKING_USERNAME": f"md-user-{tag}",
+        "MLFLOW_TRACKING_PASSWORD": f"md-pass-{tag}",
+        "MLFLOW_TRACKING_TOKEN": f"md-token-{tag}",
+    }
+    kube.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": in_secret}
+    )
+    op = start_operator(
+        namespace, webhook=False, extra_env={"MLFLOW_TRACKING_URI": own.uri, **planted}
     )
     kube.create_md(namespace, "own", {"model": {"name": "m"}})
     kube.create_md(
         namespace, "other", {"model": {"name": "m"}, "registry": {"trackingUri": other.uri}}
     )
-    wait_for(lambda: own.seen and other.seen, 60, "both registries asked")
-    expected = "Basic " + base64.b64encode(b"operator:operator-secret").decode()
-    assert set(own.seen) == {expected}
-    assert set(other.seen) == {None}, "the operator's credentials went to another server"
-    assert kube.wait_phase(namespace, "other", "Failed")["conditions"]
+    kube.create_md(
+        namespace,
+        "with-secret",
+        {"model": {"name": "m"},
+         "registry": {"trackingUri": other.uri + "/team", "credentialsSecret": "creds"}},
+    )  # fmt: skip
+    # The same registry as the one with a Secret, without one: nothing is borrowed.
+    borrower = {"model": {"name": "m"}, "registry": {"trackingUri": other.uri + "/team2"}}
+    kube.create_md(namespace, "borrower", borrower)
+    wait_for(
+        lambda: own.seen and other.auth("/api") and other.auth("/team/") and other.auth("/team2/"),
+        60,
+        "every registry asked",
+    )
+    operator_creds = _basic(
+        planted["MLFLOW_TRACKING_USERNAME"], planted["MLFLOW_TRACKING_PASSWORD"]
+    )
+    md_creds = _basic(in_secret["MLFLOW_TRACKING_USERNAME"], in_secret["MLFLOW_TRACKING_PASSWORD"])
+    assert own.auth() == {operator_creds}
+    assert other.auth("/api") == {None}, "the operator's credentials went to another server"
+    assert other.auth("/team/") == {md_creds}, "the Secret's credentials did not reach its registry"
+    assert other.auth("/team2/") == {None}, "a ModelDeployment borrowed another's credentials"
+    for name in ("own", "other", "with-secret", "borrower"):
+        assert kube.wait_phase(namespace, name, "Failed")["conditions"]
+
+    secrets = [*planted.values(), *in_secret.values(), operator_creds, md_creds]
+    secrets += [v.split(" ", 1)[1] for v in (operator_creds, md_creds)]  # the base64 alone
+    mds = [kube.md(namespace, n) for n in ("own", "other", "with-secret", "borrower")]
+    events = kube.core.list_namespaced_event(namespace).items
+    assert events, "no Events to scan"
+    places = {
+        "operator log": op.log_path.read_text(errors="replace"),
+        "Events": json.dumps([e.to_dict() for e in events], default=str),
+        "ModelDeployments (status, annotations)": json.dumps(mds),
+        "operator metrics": op.metrics(),
+    }
+    for where, text in places.items():
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"{where} holds {leaked}"
 
 
 def _listening(port: int) -> set[str]:

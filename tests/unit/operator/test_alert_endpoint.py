@@ -125,6 +125,8 @@ def test_missing_or_wrong_bearer_token_is_401_and_changes_nothing(
         pytest.param("[]", id="a-list"),
         pytest.param('{"version": "4", "status": "firing"}', id="no-alerts"),
         pytest.param('{"alerts": {"a": 1}}', id="alerts-not-a-list"),
+        # Past the JSON parser's recursion limit: was a RecursionError, a 500 (attack suite).
+        pytest.param('{"alerts": ' + "[" * 5000 + "]" * 5000 + "}", id="nested-too-deep"),
     ],
 )
 def test_malformed_notification_is_400(body: str) -> None:

@@ -17,6 +17,7 @@ from modeldeploy.registry.webhooks import (
     MAX_WEBHOOK_SKEW_SECONDS,
     WEBHOOK_EVENTS,
     DeliveryLog,
+    check_mlflow_delivery,
     verify_mlflow_signature,
     wakes,
 )
@@ -182,3 +183,29 @@ def test_alias_and_version_events_wake_and_only_approval_tags_do() -> None:
 
 def test_the_operator_subscribes_to_approval_tag_events() -> None:
     assert {"model_version_tag.set", "model_version_tag.deleted"} <= set(WEBHOOK_EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("change", "outcome"),
+    [
+        ({"X-MLflow-Signature": None}, names.WEBHOOK_UNSIGNED),
+        ({"X-MLflow-Timestamp": "yesterday"}, names.WEBHOOK_FORGED),
+        ({"X-MLflow-Delivery-Id": "another"}, names.WEBHOOK_FORGED),
+        ({"timestamp": NOW - MAX_WEBHOOK_SKEW_SECONDS - 1}, names.WEBHOOK_STALE),
+        ({"timestamp": NOW + MAX_WEBHOOK_FUTURE_SECONDS + 1}, names.WEBHOOK_FUTURE),
+        # Only a signed delivery is stale or future: a forged one is a forgery whatever its date.
+        ({"timestamp": NOW - 86_400, "secret": "guessed"}, names.WEBHOOK_FORGED),
+        ({"timestamp": NOW + 86_400, "secret": "guessed"}, names.WEBHOOK_FORGED),
+    ],
+)
+def test_each_refusal_names_its_outcome(change: dict[str, object], outcome: str) -> None:
+    args = {k: change.pop(k) for k in ("timestamp", "secret") if k in change}
+    h: dict[str, str] = headers(**args)  # type: ignore[arg-type]
+    for key, value in change.items():
+        if value is None:
+            del h[key]
+        else:
+            h[key] = str(value)
+    refused = check_mlflow_delivery(SECRET, h, PAYLOAD, NOW)
+    assert refused is not None and refused.outcome == outcome, refused
+    assert check_mlflow_delivery(SECRET, headers(), PAYLOAD, NOW) is None

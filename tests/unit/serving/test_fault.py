@@ -222,3 +222,35 @@ def test_a_signature_refusal_names_the_reason_without_echoing_the_data() -> None
         reason = rt.input_fault(exc, Parsed(frame, None))
     assert reason is not None and reason.startswith("input does not match the model signature")
     assert "secret-value" not in reason
+
+
+def sklearn_min_rows(data: Any) -> Any:
+    """Refuses zero samples as sklearn's check_array does (ValueError), else predicts a + 1."""
+    if len(data) == 0:
+        raise ValueError(
+            "Found array with 0 sample(s) (shape=(0, 2)) while a minimum of 1 is required."
+        )
+    return np.asarray(data, dtype=float)[:, 0] + 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        split(),
+        json.dumps({"dataframe_records": []}).encode(),
+        json.dumps({"instances": []}).encode(),
+        json.dumps({"inputs": {"a": [], "b": []}}).encode(),
+    ],
+    ids=["split", "records", "instances", "inputs-dict"],
+)
+def test_a_model_refusing_an_empty_batch_is_the_clients_fault(body: bytes) -> None:
+    """Found by tests/integration/attacks: an empty batch was a model_error 500, one a client
+    could send at will to raise the error rate the rollback alert watches."""
+    assert answer(runtime(sklearn_min_rows), body) == (400, "bad_input")
+    assert answer(runtime(sklearn_min_rows), split([1.0, 1.0])) == (200, None)
+
+
+def test_a_model_failing_on_rows_is_still_a_model_error() -> None:
+    assert fault.empty(pd.DataFrame({"a": [1.0]})) is None
+    assert fault.empty({"a": [1.0], "b": []}) is None
+    assert answer(runtime(always(ValueError("broken"))), split([1.0, 1.0])) == (500, "model_error")
