@@ -123,7 +123,8 @@ class Podman:
         """Run-time state (locks, mounts): under /run, gone after a reboot as it should be, and
         short (overlay refuses a runroot longer than 50 characters)."""
         run = Path(os.environ.get("XDG_RUNTIME_DIR") or "/run")
-        return run / f"modeldeploy-podman-{self.version}-{self.driver}"
+        key = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:8]  # one per storage
+        return run / f"modeldeploy-podman-{self.version}-{self.driver}-{key}"
 
     @property
     def env(self) -> dict[str, str]:
