@@ -238,7 +238,7 @@ def test_operator_image_reconciles_with_only_the_charts_service_account(
             {"model": {"name": model, "alias": "champion"}, "registry": {"pollInterval": "1h"}},
         )
         try:
-            status = kube.wait_phase(namespace, "m", "Healthy", serving="1", timeout=90)
+            status = kube.wait_phase(namespace, "m", "Healthy", serving="1", timeout=150)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- operator log ---\n{containers.logs(name)}") from None
         assert status["observedGeneration"] == 1
