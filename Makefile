@@ -52,6 +52,18 @@ test: system-deps install tools ## Run every test tier (unit, integration, e2e);
 test-unit: install ## Run the unit tests only (no real parts needed)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
+IMAGE_SYSTEM_PACKAGES = $(shell . dev/versions.env && echo $$IMAGE_SYSTEM_PACKAGES)
+
+.PHONY: images
+images: ## Build the operator and serving images with podman (layers cached outside the repo); prints their sizes
+	@dev/build-tools.sh --system-deps $(IMAGE_SYSTEM_PACKAGES)
+	python3 dev/container_images.py build
+
+.PHONY: test-images
+test-images: system-deps install tools ## Build both images and run them: serving on a model, the operator with the chart's RBAC
+	@dev/build-tools.sh --system-deps $(IMAGE_SYSTEM_PACKAGES)
+	$(VENV)/bin/pytest tests/images -m images $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: install ## ruff (lint + format check), mypy strict, import-linter layering
 	$(VENV)/bin/ruff check operator tests dev benchmarks examples
