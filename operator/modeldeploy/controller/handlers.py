@@ -29,6 +29,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     operator: Operator = memo["operator"]
+    settings.scanning.disabled = scan_needless(operator.config.namespaces)
     await operator.start()
 
 
@@ -36,6 +37,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     operator: Operator = memo["operator"]
     await operator.stop()
+
+
+def scan_needless(namespaces: tuple[str, ...]) -> bool:
+    """Whether kopf may skip listing and watching all namespaces: yes when it is given exact names
+    (namespace-scoped mode, whose RBAC forbids that listing on purpose). Scanning there is refused,
+    and kopf retries the refusal for about 55 s before it falls back to the names it was given,
+    so the first reconcile came a minute late (found by the image test, run with the chart's
+    ServiceAccount). A pattern (`team-*`, `!kube-system`) needs the listing; cluster-wide mode
+    does no scanning of namespaces. What scanning also stops, kopf noticing CRDs created after
+    the start, does not apply: the ModelDeployment CRD is installed before the operator, and the
+    monitoring CRDs are followed by modeldeploy's own watch (monitoring_crd_event)."""
+    return bool(namespaces) and not any(set(ns) & set("*?[]!,") for ns in namespaces)
 
 
 def needs_reconcile(type: str | None, body: Mapping[str, Any]) -> bool:

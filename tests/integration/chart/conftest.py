@@ -6,21 +6,26 @@ rendering needs no cluster, installing uses the `cluster` fixture of tests/conft
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from stack import free_port
 
-from tests.conftest import REPO, unavailable
+from tests.conftest import REPO, Cluster, unavailable
 
 CHART = REPO / "charts" / "modeldeploy"
 BASE = REPO / "manifests" / "base"
 CRD_NAME = "modeldeployments.modeldeploy.io"
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
 
 @dataclass(frozen=True)
@@ -94,3 +99,106 @@ def canonical_rules(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         )
         for r in rules
     )
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """A kubeconfig with the API server's URL and CA and the token: no admin credentials."""
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    server = admin["clusters"][0]["cluster"]
+    ca = (
+        server.get("certificate-authority-data")
+        or base64.b64encode(Path(server["certificate-authority"]).read_bytes()).decode()
+    )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "c", "cluster": {"server": server["server"], "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
+        "current-context": "c",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o444)
+    return path
+
+
+def operator_command(
+    deployment: dict[str, Any], namespace: str, ports: dict[str, int]
+) -> tuple[list[str], dict[str, str]]:
+    """The chart Deployment's arguments and environment for a process on the host's network:
+    endpoints on 127.0.0.1 and free ports, the downward-API values filled in as a pod has them."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = []
+    for arg in container["args"]:
+        flag = arg.split("=", 1)[0]
+        if flag == "--bind-address":
+            arg = "--bind-address=127.0.0.1"
+        elif flag in ("--metrics-port", "--webhook-port", "--health-port"):
+            arg = f"{flag}={ports[flag]}"
+        args.append(arg)
+    downward = {
+        "metadata.name": f"{deployment['metadata']['name']}-chart-identity",
+        "metadata.namespace": namespace,
+        "status.podIP": "127.0.0.1",
+    }
+    env = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            env[var["name"]] = downward[var["valueFrom"]["fieldRef"]["fieldPath"]]
+    return args, env
+
+
+@dataclass(frozen=True)
+class ChartIdentity:
+    """How the chart runs the operator in one watched namespace, for a process or a container
+    outside the cluster: its arguments and environment, a kubeconfig holding only the chart's
+    ServiceAccount token, its ports, and the Lease its leader-election Role lets it hold."""
+
+    args: list[str]
+    env: dict[str, str]
+    kubeconfig: Path
+    ports: dict[str, int]
+    lease: str
+
+
+@contextmanager
+def chart_identity(
+    tools: Tools, cluster: Cluster, namespace: str, mlflow_uri: str, workdir: Path
+) -> Iterator[ChartIdentity]:
+    """Render the chart namespace-scoped to `namespace`, apply only its RBAC, and give the chart's
+    ServiceAccount token (TokenRequest) in a kubeconfig; its cluster-scoped objects are deleted
+    at the end (the namespace takes the rest)."""
+    release = f"id-{namespace[-5:]}"
+    docs = tools.helm_template(
+        "--namespace", namespace,
+        "--set", f"watchNamespaces={{{namespace}}}",
+        "--set", f"mlflow.trackingUri={mlflow_uri}",
+        release=release,
+    )  # fmt: skip
+    rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
+    cluster_scoped = [d for d in rbac if d["kind"].startswith("Cluster")]
+    deployment = one(docs, "Deployment")
+    account = one(docs, "ServiceAccount")["metadata"]["name"]
+    try:
+        tools.run(
+            [*cluster.kubectl, "apply", "-n", namespace, "-f", "-"],
+            stdin="\n---\n".join(json.dumps(d) for d in rbac),
+        )
+        token = tools.run(
+            [*cluster.kubectl, "-n", namespace, "create", "token", account, "--duration=1h"]
+        ).stdout.strip()
+        kubeconfig = token_kubeconfig(cluster, token, workdir / "kubeconfig")
+        ports = {f: free_port() for f in ("--metrics-port", "--webhook-port", "--health-port")}
+        args, env = operator_command(deployment, namespace, ports)
+        assert env["MLFLOW_TRACKING_URI"] == mlflow_uri
+        yield ChartIdentity(args, env, kubeconfig, ports, deployment["metadata"]["name"])
+    finally:
+        tools.run(
+            [*cluster.kubectl, "delete", "--ignore-not-found", "-f", "-"],
+            stdin="\n---\n".join(json.dumps(d) for d in cluster_scoped),
+            check=False,
+        )

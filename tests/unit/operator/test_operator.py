@@ -492,3 +492,12 @@ def test_a_relearn_that_ends_after_leadership_was_lost_does_not_resume_the_worke
         assert not a.workers.working
     finally:
         am.close()
+
+
+def test_kopf_skips_namespace_scanning_only_for_exact_namespace_names() -> None:
+    from modeldeploy.controller.handlers import scan_needless
+
+    assert scan_needless(("team-a", "team-b"))
+    assert not scan_needless(())  # cluster-wide: kopf follows every namespace
+    for pattern in ("team-*", "!kube-system", "ns-?", "a,b"):
+        assert not scan_needless(("team-a", pattern)), pattern
