@@ -55,6 +55,21 @@ def wait_status(story: Story, what: str, check: Any, timeout: float = 60) -> dic
     return wait_for(ok, timeout, f"{story.name}: {what}")
 
 
+def rolling_out(story: Story, version: str) -> None:
+    """Waits for the operator to have started rolling `version` out: phase Progressing for it
+    (pausing the Deployment alone makes a Progressing of the old version, briefly) and its
+    template applied."""
+    wait_status(
+        story,
+        f"Progressing to {version}",
+        lambda st: (
+            st.get("phase") == r.PROGRESSING
+            and st.get("resolvedVersion") == version
+            and story.template_version() == version
+        ),
+    )
+
+
 def audits(registry: Registry, model: str, version: str) -> list[str]:
     """The operator's audit entries on a model version, by action."""
     tags = registry.client.get_model_version(model, version).tags
@@ -113,7 +128,7 @@ def test_operator_killed_in_each_phase_finishes_each_once_and_leaves_nothing_of_
 
     prog.pause()
     registry.set_alias(prog_model, "champion", "2")
-    wait_status(prog, "Progressing to 2", lambda st: st.get("phase") == r.PROGRESSING)
+    rolling_out(prog, "2")
     back.pause()
     assert post(op, notification(ns, "back", "2", alert=ALERT)).json() == {"woken": 1}
     wait_status(back, "RollingBack", lambda st: st.get("phase") == r.ROLLING_BACK)
@@ -202,7 +217,7 @@ def test_active_replica_killed_mid_rollout_the_standby_finishes_it_once(
     story = Story(kube, namespace, "m")
     story.pause()
     registry.set_alias(model, "champion", "2")
-    wait_status(story, "Progressing to 2", lambda st: st.get("phase") == r.PROGRESSING)
+    rolling_out(story, "2")
     assert story.template_version() == "2"
 
     replicas.a.kill()

@@ -59,14 +59,23 @@ def test_api_server_killed_mid_rollout_rollouts_finish_once(private: Private, se
             stories[name] = follow(p.kube, ns, name, model)
         for name in models:
             p.kube.wait_phase(ns, name, r.HEALTHY, serving="1", timeout=90)
+        # The rollout is held (paused Deployment) so that the kill lands in it, and let go as
+        # soon as the API server is back.
+        mid = stories["mid"]
+        mid.pause()
         p.registry.set_alias(models["mid"], "champion", "2")
         wait_for(
-            lambda: stories["mid"].status().get("resolvedVersion") == "2",
+            lambda: (
+                mid.status().get("phase") == r.PROGRESSING
+                and mid.status().get("resolvedVersion") == "2"
+                and mid.template_version() == "2"
+            ),
             30,
             "mid: rolling out version 2",
         )
         with outage(p.stack, "cluster", seconds) as times:
             p.registry.set_alias(models["moved"], "champion", "2")
+        mid.pause(False)
         converged = {}
         for name, story in stories.items():
             wait_for(lambda s=story: s.serves("2"), 120, f"{name}: version 2 serving")
