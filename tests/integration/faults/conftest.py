@@ -7,14 +7,15 @@ private stack (test_outages.py); the others share the session's stack like every
 integration test, each in its own namespace.
 
 The private stack (dev/stack.py `Stack(root=...)`: its own cluster, MLflow, Alertmanager and
-Prometheus) is started once per session, for the cases that kill its parts and for those that need
-the CRD exactly as this tree has it (the session's cluster is shared with other sessions, which
-may apply theirs). Its supervisor restarts a part that exits within a second, which would turn
-every outage into a blip; so `outage` stops the supervisor first, kills the part (SIGKILL),
-waits out the outage, and starts the supervisor again, which restarts the part with the same
-command line, port and data (`kwokctl start cluster` for the API server; it also brings back
-the scheduler and controller-manager, which exit when they lose their leases during a long
-outage), as a process manager would on a real host.
+Prometheus) is started once per session, in the background from the suite's first test on,
+for the cases that kill its parts and for those that need the CRD exactly as this tree has it
+(the session's cluster is shared with other sessions, which may apply theirs). Its supervisor
+restarts a part that exits within a second, which would turn every outage into a blip; so
+`outage` stops the supervisor first, kills the part (SIGKILL), waits out the outage, and starts
+the supervisor again, which restarts the part with the same command line, port and data
+(`kwokctl start cluster` for the API server; it also brings back the scheduler and
+controller-manager, which exit when they lose their leases during a long outage), as a process
+manager would on a real host.
 
 After each fault the same questions are asked of the ModelDeployment (`Story`): which version
 serves (status and the Deployment's template), what history holds, and which Events were posted
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -177,15 +179,48 @@ class Private:
         return op
 
 
-@pytest.fixture(scope="session")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
-    root = tmp_path_factory.mktemp("faults")
-    s = devstack.Stack(root / "stack")
+class PrivateStart:
+    """`Stack.up` of the private stack on a thread of its own: a minute of start-up (MLflow's
+    mostly) that overlaps the cases on the shared stack, which run first."""
+
+    def __init__(self, root: Path) -> None:
+        self.stack = devstack.Stack(root / "stack")
+        self.root = root
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._up, name="private-stack", daemon=True)
+
+    def _up(self) -> None:
+        try:
+            self.stack.up(PRIVATE_PARTS, build=False)
+        except BaseException as exc:  # reported by `private`, in the test that needs it
+            self.error = exc
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_start(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrivateStart | None]:
+    """Starts the private stack as the suite begins, if any selected test uses it; stops it at
+    the end of the session."""
+    if not any("private" in getattr(i, "fixturenames", ()) for i in request.session.items):
+        yield None
+        return
+    start = PrivateStart(tmp_path_factory.mktemp("faults"))
+    start.thread.start()
     try:
-        s.up(PRIVATE_PARTS, build=False)
-    except devstack.PartFailed as exc:
-        s.down()
-        unavailable(f"private stack for the fault suite: {exc}")
+        yield start
+    finally:
+        start.thread.join()
+        start.stack.down()
+
+
+@pytest.fixture(scope="session")
+def private(private_start: PrivateStart | None) -> Iterator[Private]:
+    assert private_start is not None  # started whenever a selected test asks for `private`
+    private_start.thread.join()
+    s = private_start.stack
+    if private_start.error is not None:
+        unavailable(f"private stack for the fault suite: {private_start.error}")
     previous_uri = mlflow.get_tracking_uri()
     try:
         info = s.state()["cluster"]
@@ -194,10 +229,9 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
         uri = f"http://127.0.0.1:{s.state()['mlflow']['port']}"
         registry = Registry(uri)  # sets MLflow's process-wide tracking URI: put back below
         mlflow.set_tracking_uri(previous_uri)
-        yield Private(s, cluster, Kube(cluster), registry, uri, root)
+        yield Private(s, cluster, Kube(cluster), registry, uri, private_start.root)
     finally:
         mlflow.set_tracking_uri(previous_uri)
-        s.down()
 
 
 @contextlib.contextmanager

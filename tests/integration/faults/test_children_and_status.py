@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api import reasons as r
 from tests.conftest import Cluster
-from tests.integration.faults.conftest import MONITORING, Private, Story
+from tests.integration.faults.conftest import MONITORING, Story
 from tests.integration.operator.conftest import GROUP, PLURAL, VERSION, Kube, Registry, wait_for
 from tests.integration.operator.test_alert_intake import notification, post
 from tests.integration.operator.test_high_availability import reconciled
@@ -236,64 +236,3 @@ def test_status_wiped_after_a_rollback_keeps_the_rejected_version_out(
     reconciled(kube, namespace, "m")
     assert story.template_version() == "1", "the rejected version 2 was rolled out again"
     assert story.status()["servingVersion"] == "1"
-
-
-def test_garbage_status_is_replaced_by_the_truth_and_changes_nothing_that_serves(
-    private: Private,
-) -> None:
-    """On the private stack: the refusals below are the CRD's, as this tree has it."""
-    p = private
-    namespace = p.namespace()
-    op = p.operator([namespace])
-    try:
-        model = p.registry.new_model(versions=1)
-        p.registry.set_alias(model, "champion", "1")
-        p.kube.create_md(
-            namespace,
-            "m",
-            {"model": {"name": model, "alias": "champion"}, "registry": {"pollInterval": "1h"}},
-        )
-        p.kube.wait_phase(namespace, "m", r.HEALTHY, serving="1", timeout=90)
-        story = Story(p.kube, namespace, "m")
-        generation = p.kube.deployment(namespace, "m").metadata.generation
-        # What the operator could not write back is the API server's to refuse (the CRD's
-        # status schema): wrong types, and history entries without a version, start or outcome
-        # (before the schema required them, such an entry wedged every reconcile: each status
-        # write the operator made was refused with a 422).
-        for refused_status in (
-            {"phase": 7, "history": "lots"},
-            {"history": [{"outcome": r.OUTCOME_SUCCEEDED}]},
-        ):
-            with pytest.raises(ApiException) as refused:
-                replace_status(p.kube, namespace, "m", refused_status)
-            assert refused.value.status == 422, refused_status
-        garbage = {
-            "phase": r.FAILED,
-            "servingVersion": "999",
-            "resolvedVersion": "nope",
-            "observedGeneration": 999,
-            "selector": "@nothing",
-            "modelUri": "models:/elsewhere/1",
-            "conditions": [{"type": "Ready", "status": "False", "reason": "Garbage"}],
-            "history": [
-                {"version": "999", "startedAt": "1999-01-01T00:00:00Z", "outcome": "Progressing"}
-            ],
-        }
-        t0 = time.monotonic()
-        replace_status(p.kube, namespace, "m", garbage)
-        p.kube.wait_phase(namespace, "m", r.HEALTHY, serving="1", timeout=30)
-        print(f"FAULT-TIMING status-garbage seconds={time.monotonic() - t0:.1f}")
-        reconciled(p.kube, namespace, "m")
-        st = story.status()
-        assert p.kube.deployment(namespace, "m").metadata.generation == generation
-        assert (st["resolvedVersion"], st["observedGeneration"]) == ("1", 1)
-        assert st["selector"] == "@champion"
-        assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
-        assert not [c for c in st["conditions"] if c.get("reason") == "Garbage"]
-        # The invented rollout of "999" is closed, not acted on; v1 is recorded as what serves
-        # (with a second RolloutStarted Event: the garbage said something else was rolling out).
-        assert story.history() == [("999", r.OUTCOME_SUPERSEDED), ("1", r.OUTCOME_SUCCEEDED)]
-        assert story.started("1") == 2
-        assert story.started("999") == 0
-    finally:
-        op.stop()
