@@ -3,7 +3,9 @@
 Children are written only with server-side apply under one field manager, with force: the
 operator owns every field it sets on its children, and a conflicting manager (a human's
 `kubectl edit`) is overridden on the next reconcile, as a controller should. 404 on apply means
-the namespace or owner is going away: the caller drops the key. The ModelDeployment's own status
+the namespace or owner is going away: the caller drops the key. 422 on apply to a child someone
+else has edited means the edit cannot be overridden field by field (see `apply`): the child is
+replaced. The ModelDeployment's own status
 is written with a merge patch on the status subresource, once per change.
 
 `KubeAPI` is what the reconciler needs of this door, so unit tests can stand an in-memory fake
@@ -14,6 +16,7 @@ happen only while this replica leads (controller/leader.py).
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +40,9 @@ CRD_CHECK_SECONDS = 300.0
 # Lease calls give up well within the renew deadline, so a hung connection cannot keep a leader
 # from noticing that it cannot renew (controller/leader.py).
 LEASE_TIMEOUT = 5.0
+# How long a replaced child may take to go (a Deployment waits for its ReplicaSets to be orphaned).
+REPLACE_WAIT_SECONDS = 20.0
+log = logging.getLogger("modeldeploy.kube")
 
 
 class KubeAPI(Protocol):
@@ -96,7 +102,11 @@ class Kube:
         self.component = component
         self.instance = instance or component  # which replica: Events say who reported them
         self._dyn: DynamicClient | None = None
-        self._dyn_lock = threading.Lock()
+        # Guards the dynamic client's discovery cache too: it is a plain dict that
+        # `resources.get` fills lazily and `invalidate_cache` replaces, and workers that looked
+        # kinds up at once (a restarted operator's first reconciles) failed with
+        # KeyError: 'resources' inside it. Requests through a found resource need no lock.
+        self._dyn_lock = threading.RLock()
         # (checked at, kinds, generation): invalidation bumps the generation, so an answer read
         # while a CRD event arrived is not kept as fresh (it may predate the event).
         self._crds: tuple[float, frozenset[str], int] = (float("-inf"), frozenset(), 0)
@@ -160,22 +170,95 @@ class Kube:
     # --- writes --------------------------------------------------------------------------
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
+        resource = self._resource(obj["apiVersion"], obj["kind"])
         try:
-            resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        except ResourceNotFoundError:
-            self.dynamic.resources.invalidate_cache()
-            resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        result = resource.server_side_apply(
+            result = self._apply(resource, obj)
+        except Exception as exc:  # the dynamic client raises its own error types
+            if getattr(exc, "status", None) != 422:
+                raise
+            uid = self._edited_by_hand(resource, obj)
+            if uid is None:
+                raise  # invalid as we render it: not ours to paper over
+            log.warning(
+                "%s %s/%s, edited by another manager, cannot take the operator's fields "
+                "(422 Invalid); replacing it",
+                obj["kind"],
+                meta.get("namespace"),
+                meta["name"],
+            )
+            self._remove(resource, obj, uid)
+            result = self._apply(resource, obj)
+        return dict(result.to_dict())
+
+    @staticmethod
+    def _apply(resource: Any, obj: Mapping[str, Any]) -> Any:
+        meta = obj["metadata"]
+        return resource.server_side_apply(
             body=dict(obj),
             name=meta["name"],
             namespace=meta.get("namespace"),
             field_manager=names.FIELD_MANAGER,
             force_conflicts=True,
         )
-        return dict(result.to_dict())
+
+    @staticmethod
+    def _edited_by_hand(resource: Any, obj: Mapping[str, Any]) -> str | None:
+        """The uid of the stored object when a manager other than the operator owns part of its
+        spec (an edit), else None.
+
+        A hand edit that changes a list item's key (a Service's or container's `port`) leaves
+        the new item owned by its editor; the operator's item, merged in beside it, makes the
+        object invalid (two ports named `http`), and forced apply cannot remove fields it does
+        not own. Without this, every later reconcile of the ModelDeployment failed on that 422,
+        rollbacks included."""
+        meta = obj["metadata"]
+        try:
+            current = resource.get(name=meta["name"], namespace=meta.get("namespace")).to_dict()
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        for entry in current["metadata"].get("managedFields") or ():
+            if entry.get("manager") == names.FIELD_MANAGER or entry.get("subresource"):
+                continue
+            if "f:spec" in (entry.get("fieldsV1") or {}):
+                return str(current["metadata"]["uid"])
+        return None
+
+    @staticmethod
+    def _remove(resource: Any, obj: Mapping[str, Any], uid: str) -> None:
+        """Deletes the edited child (that very object: uid precondition) and waits until it is
+        gone. A Deployment's ReplicaSets are orphaned, and the new Deployment adopts them: its
+        pods keep serving throughout."""
+        meta = obj["metadata"]
+        orphan = obj["kind"] == "Deployment"
+        body = {
+            "propagationPolicy": "Orphan" if orphan else "Background",
+            "preconditions": {"uid": uid},
+        }
+        try:
+            resource.delete(name=meta["name"], namespace=meta.get("namespace"), body=body)
+        except Exception as exc:
+            if getattr(exc, "status", None) not in (404, 409):  # gone, or already replaced
+                raise
+        deadline = time.monotonic() + REPLACE_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                found = resource.get(name=meta["name"], namespace=meta.get("namespace"))
+            except Exception as exc:
+                if getattr(exc, "status", None) == 404:
+                    return
+                raise
+            if found.metadata.uid != uid:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"{obj['kind']} {meta['name']} still there {REPLACE_WAIT_SECONDS}s after its delete"
+        )
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        with self._dyn_lock:
+            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
         try:
             resource.delete(name=name, namespace=namespace)
         except ApiException as exc:
@@ -186,11 +269,12 @@ class Kube:
                 raise
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            self.dynamic.resources.invalidate_cache()
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        with self._dyn_lock:
+            try:
+                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                self.dynamic.resources.invalidate_cache()
+                return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def get_object(
         self, api_version: str, kind: str, namespace: str, name: str
