@@ -43,7 +43,7 @@ from modeldeploy.render import objects as render
 from modeldeploy.rollout import analysis as verdicts
 from modeldeploy.rollout import progressive
 from modeldeploy.rollout.deployment import DeploymentState
-from modeldeploy.rollout.planner import Context, InvalidSpec, Plan
+from modeldeploy.rollout.planner import Context, InvalidSpec, Plan, lost_status
 from modeldeploy.rollout.preflight import plan_checked
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION, Rollback
 
@@ -166,10 +166,12 @@ class Reconciler:
         """Everything the planner needs to know about a ModelDeployment with a usable spec."""
         namespace, name = key
         meta = body["metadata"]
-        resolution = self._resolve(key, spec)
         dep_obj = self.kube.get_deployment(namespace, name)
         status = Status.from_dict(body.get("status") or {})
         dep = DeploymentState.from_object(dep_obj) if dep_obj else None
+        # A lost status is planned from the registry's own record (its rejected tag), which a
+        # cached answer may predate: ask afresh, once per lost status.
+        resolution = self._resolve(key, spec, fresh=lost_status(status, dep))
         canary, route = self._observe_progress(key, spec, status)
         now = self.clock()
         return Context(
@@ -367,7 +369,9 @@ class Reconciler:
     def _tracking_uri(self, spec: ModelDeploymentSpec) -> str | None:
         return spec.registry.tracking_uri or self.config.default_tracking_uri
 
-    def _resolve(self, key: Key, spec: ModelDeploymentSpec) -> ResolvedVersion | RegistryError:
+    def _resolve(
+        self, key: Key, spec: ModelDeploymentSpec, fresh: bool = False
+    ) -> ResolvedVersion | RegistryError:
         uri = self._tracking_uri(spec)
         if not uri:
             return RegistryUnreachable(
@@ -382,7 +386,7 @@ class Reconciler:
             )
         question = Question(uri, Question.fingerprint(creds), spec.model)
         client = self._client(uri, creds, question.credentials)
-        ttl = self._poll_interval(spec)
+        ttl = 0.0 if fresh else self._poll_interval(spec)
 
         def load() -> ResolvedVersion:
             t0 = time.perf_counter()

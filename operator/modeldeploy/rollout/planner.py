@@ -192,7 +192,14 @@ def _plan(ctx: Context | InvalidSpec) -> Plan:
     # The allow-version annotation acts once per value.
     allow = ctx.allow_version if ctx.allow_version != old.allow_version_handled else None
     verdict = assess(
-        ctx.spec, old, dep.version if dep else None, selected, ctx.alerts, allow, ctx.unservable
+        ctx.spec,
+        old,
+        dep.version if dep else None,
+        selected,
+        ctx.alerts,
+        allow,
+        ctx.unservable,
+        recorded=_recorded_rejection(ctx),
     )
     running = _running(ctx)
     if verdict.rollback is None and running is not None:
@@ -477,6 +484,24 @@ def _is_new(ctx: Context, target: _Target) -> bool:
 
 
 Blocked = tuple[str, Unservable]  # (version, why it is not rolled out)
+
+
+def lost_status(status: Status, deployment: DeploymentState | None) -> bool:
+    """No history while a Deployment serves: the status was wiped or restored without it (a new
+    ModelDeployment has no Deployment yet)."""
+    return not status.history and deployment is not None
+
+
+def _recorded_rejection(ctx: Context) -> str | None:
+    """The selected version, when the status lost its record and the registry's rejected tag on
+    that version names this ModelDeployment (the rollback writes it before the phase says
+    RolledBack): a wiped status must not bring back a version rolled back here. With a status
+    the status decides (a selector that moved away and back clears a rejection; the tag stays)."""
+    res = ctx.resolution
+    if not lost_status(ctx.status, ctx.deployment) or not isinstance(res, ResolvedVersion):
+        return None
+    said = res.tags.get(names.TAG_REJECTED, "")
+    return res.version if said.startswith(f"{ctx.namespace}/{ctx.name}:") else None
 
 
 def _hold(

@@ -116,14 +116,19 @@ def assess(
     alerts: Sequence[FiringAlert],
     allow_version: str | None,
     unservable: Mapping[str, Unservable] | None = None,
+    recorded: str | None = None,
 ) -> Assessment:
     """`serving`: the version in the Deployment's template; `selected`: the version the registry
-    just named (None when it could not answer); `unservable`: pre-flight results that failed."""
+    just named (None when it could not answer); `unservable`: pre-flight results that failed;
+    `recorded`: a version the registry's rejected tag says this ModelDeployment rolled back,
+    given only when the status lost its own record (see planner._recorded_rejection)."""
     unservable = unservable or {}
     model = spec.model.name
     # Rejections name versions of one model: after spec.model.name changes they mean nothing.
     last = status.history[-1] if status.history else None
     rejected = list(status.rejected_versions) if last is None or last.model in (None, model) else []
+    if recorded is not None and recorded not in rejected:
+        rejected.append(recorded)
     cleared = [
         v for v in rejected if (selected is not None and v != selected) or v == allow_version
     ]

@@ -28,6 +28,13 @@ pytestmark = pytest.mark.faults
 ALERT = "ModelHighErrorRate"
 
 
+@pytest.fixture(autouse=True)
+def monitoring_crds(cluster: Cluster) -> None:
+    """Every case here waits for MonitoringReady: the CRDs must be there whichever case runs
+    first (or alone)."""
+    devstack.install_monitoring_crds(cluster.kubectl)
+
+
 def healthy_md(
     kube: Kube, registry: Registry, namespace: str, name: str, versions: int = 1
 ) -> tuple[str, Story]:
@@ -70,7 +77,6 @@ def absent_is_false(check: Callable[[], bool]) -> bool:
 def test_children_edited_by_hand_get_the_operators_fields_back_without_a_new_rollout(
     kube: Kube, registry: Registry, start_operator: Any, namespace: str, cluster: Cluster
 ) -> None:
-    devstack.install_monitoring_crds(cluster.kubectl)
     start_operator(namespace)
     _, story = healthy_md(kube, registry, namespace, "m")
     ns = namespace
@@ -166,7 +172,6 @@ def test_children_edited_by_hand_get_the_operators_fields_back_without_a_new_rol
 def test_deleted_deployment_comes_back_serving_the_same_version(
     kube: Kube, registry: Registry, start_operator: Any, namespace: str, cluster: Cluster
 ) -> None:
-    devstack.install_monitoring_crds(cluster.kubectl)
     start_operator(namespace)
     _, story = healthy_md(kube, registry, namespace, "m")
     old = kube.deployment(namespace, "m").metadata.uid
@@ -217,11 +222,6 @@ def test_wiped_status_is_rebuilt_from_what_serves_without_a_rollout(
     assert story.started("1") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (docs/reliability.md): rejectedVersions lives only in status; after a wipe "
-    "the version the registry tags modeldeploy.io/rejected is rolled out again",
-)
 def test_status_wiped_after_a_rollback_keeps_the_rejected_version_out(
     kube: Kube, registry: Registry, start_operator: Any, namespace: str
 ) -> None:

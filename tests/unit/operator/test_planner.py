@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modeldeploy import names
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import ModelDeploymentSpec, parse_spec
 from modeldeploy.api.status import HistoryEntry, Status, iso, iso_ms
@@ -640,3 +641,33 @@ def test_a_later_now_does_not_move_condition_transition_times_in_a_steady_state(
     before = {x.type: x.last_transition_time for x in p.status.conditions}
     p2 = plan(then(c, p, now=c.now + timedelta(days=1)))
     assert {x.type: x.last_transition_time for x in p2.status.conditions} == before
+
+
+# --- a lost status and the registry's record of a rollback ------------------------------------
+
+
+def rejected_here(version: str, by: str = f"{NAMESPACE}/{NAME}") -> ResolvedVersion:
+    tags = {names.TAG_REJECTED: f"{by}: ModelHighErrorRate at 2025-05-01T08:00:00Z"}
+    return replace(resolved(version), tags=tags)
+
+
+def test_a_wiped_status_keeps_out_the_version_the_registry_says_was_rolled_back_here() -> None:
+    c = ctx(rejected_here("4"), deployment=deployment("3"))  # no history: the status was lost
+    p = plan(c)
+    assert deployed_version(p) == "3"
+    assert p.status.phase == r.ROLLED_BACK
+    assert p.status.rejected_versions == ("4",)
+    assert history(p) == [("3", r.OUTCOME_SUCCEEDED)]
+    assert p.rollouts_started == ()
+
+
+def test_the_registry_record_counts_only_for_this_modeldeployment_and_a_lost_status() -> None:
+    elsewhere = ctx(rejected_here("4", by="other/m"), deployment=deployment("3"))
+    assert deployed_version(plan(elsewhere)) == "4"
+    # A new ModelDeployment (no Deployment yet) of the same name starts afresh.
+    new = plan(ctx(rejected_here("4")))
+    assert deployed_version(new) == "4" and new.status.rejected_versions == ()
+    # With a status the status decides: a selector that moved away and back cleared it there.
+    c, p = healthy_on("3")
+    c = then(c, p, resolution=rejected_here("4"))
+    assert deployed_version(plan(c)) == "4"
