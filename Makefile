@@ -29,7 +29,7 @@ system-deps: ## Install the missing Debian packages the stack runs (prometheus, 
 	@dev/build-tools.sh --system-deps
 
 .PHONY: tools
-tools: system-deps ## Build the pinned control-plane binaries, kwok, helm and etcd (cached outside the repo)
+tools: system-deps ## Build the pinned control-plane binaries, kwok, helm, etcd and dev/kstatus (cached outside the repo)
 	dev/build-tools.sh
 
 .PHONY: stack-up

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeldeploy import names
+from modeldeploy.serving.app import ROUTES  # every route the server answers: all are fuzzed
 from tests.integration.attacks.junk import KNOWN_JUNK, poke_raw
 from tests.integration.serving.conftest import FEATURES, Models, Server
 
@@ -43,14 +44,6 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )
-ROUTES = {
-    "/invocations": ("POST",),
-    "/feedback": ("POST",),
-    "/ping": ("GET", "HEAD"),
-    "/health": ("GET", "HEAD"),
-    "/version": ("GET", "HEAD"),
-    "/metrics": ("GET", "HEAD"),
-}
 CONTENT_TYPES = [
     "application/json",
     "application/json; charset=utf-8",
