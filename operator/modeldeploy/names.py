@@ -135,8 +135,16 @@ OP_REGISTRY_SECONDS: Final = "modeldeploy_registry_request_duration_seconds"
 # deliveries a standby passed on to the leader, by endpoint and outcome (forwarded, failed).
 OP_LEADER: Final = "modeldeploy_operator_leader"
 OP_WEBHOOK_FORWARDS: Final = "modeldeploy_webhook_forwards_total"
+# Saturation of the reconcile queue (controller-runtime's workqueue_depth and
+# workqueue_queue_duration_seconds): keys ready and waiting for a worker, and how long each
+# waited, by `priority` (high: changes and events; low: periodic checks).
+OP_WORKQUEUE_DEPTH: Final = "modeldeploy_workqueue_depth"
+OP_WORKQUEUE_WAIT: Final = "modeldeploy_workqueue_queue_duration_seconds"
 # On the leader-election Lease: the URL at which the leader's webhook endpoints answer.
 ANNOTATION_LEADER_URL: Final = f"{GROUP}/leader-url"
+# On every child: the hash of the manifest the operator last applied to it, so an unchanged
+# child is not applied again (controller/children.py).
+ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
 
 # The `alert` label of modeldeploy_rollbacks_total (and the RolledBack reason, the MLflow
 # rejected tag) when a canary's analysis, not an alert, rolled it back.

@@ -17,6 +17,7 @@ import kopf
 from modeldeploy import names
 from modeldeploy.controller.kube import MONITORING_CRDS
 from modeldeploy.controller.operator import Operator
+from modeldeploy.controller.workqueue import HIGH, LOW
 from modeldeploy.render.objects import MANAGED_BY
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION
 
@@ -74,7 +75,9 @@ async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_
         return
     operator.track(key)
     if needs_reconcile(type, body):
-        operator.nudge(key)
+        # The initial listing after a start (type None) is a sweep, not a change: LOW, so the
+        # events it causes are worked first (controller/workqueue.py).
+        operator.nudge(key, LOW if type is None else HIGH)
 
 
 @kopf.on.event(
@@ -91,7 +94,8 @@ async def monitoring_crd_event(memo: kopf.Memo, **_: Any) -> None:
 
 # Every kind of child is watched, so a child changed or deleted by someone else is repaired in
 # seconds rather than at the next registry poll (which may be hours away). Deletion included:
-# kopf.on.event sees DELETED too. The operator's own no-op applies write nothing and wake nothing.
+# kopf.on.event sees DELETED too. Each event also keeps the child's body for the reconciler
+# (controller/children.py), which then reads it instead of a GET.
 @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: MANAGED_BY})
 @kopf.on.event("", "v1", "services", labels={names.LABEL_MANAGED_BY: MANAGED_BY})
 @kopf.on.event(
@@ -100,8 +104,8 @@ async def monitoring_crd_event(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(
     "monitoring.coreos.com", "v1", "prometheusrules", labels={names.LABEL_MANAGED_BY: MANAGED_BY}
 )
-async def child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body.metadata.labels.get(names.LABEL_MODELDEPLOYMENT)
     if owner:
         operator: Operator = memo["operator"]
-        operator.nudge((body.metadata.namespace or "", owner))
+        operator.child_seen(type, body, (body.metadata.namespace or "", owner))

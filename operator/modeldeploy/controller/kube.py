@@ -16,6 +16,7 @@ happen only while this replica leads (controller/leader.py).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -129,8 +130,12 @@ class Kube:
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any]:
-            dep = self.apps.read_namespaced_deployment(name, namespace)
-            return dict(self.api_client.sanitize_for_serialization(dep))
+            # Raw JSON: the client's typed models and their sanitising took about half of the
+            # CPU of each read (1.9 ms against 1.0 ms per GET, measured for issue 14).
+            resp: Any = self.apps.read_namespaced_deployment(
+                name, namespace, _preload_content=False
+            )
+            return dict(json.loads(resp.data))
 
         return _or_none(read)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -12,6 +13,7 @@ from modeldeploy import names
 from modeldeploy.api import reasons as r
 from modeldeploy.api.reasons import PHASES
 from modeldeploy.api.status import epoch
+from modeldeploy.controller.workqueue import PRIORITY_NAMES
 
 
 class OperatorMetrics:
@@ -117,9 +119,30 @@ class OperatorMetrics:
             ["endpoint", "outcome"],
             registry=reg,
         )
+        self.queue_depth = Gauge(
+            names.OP_WORKQUEUE_DEPTH,
+            "ModelDeployment keys ready and waiting for a reconcile worker, by priority",
+            ["priority"],
+            registry=reg,
+        )
+        self.queue_wait = Histogram(
+            names.OP_WORKQUEUE_WAIT,
+            "Time a ModelDeployment key waited in the queue before a worker took it, by priority",
+            ["priority"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=reg,
+        )
         self._versions: dict[tuple[str, str], tuple[str, str]] = {}
         self._rollback_alerts: dict[tuple[str, str], set[str]] = {}
         self._outcomes: dict[tuple[str, str], set[str]] = {}
+
+    def watch_queue(self, depth: Callable[[int], int]) -> None:
+        """Exports the queue's depth per priority, read at each scrape."""
+        for level, label in enumerate(PRIORITY_NAMES):
+            self.queue_depth.labels(label).set_function(functools.partial(depth, level))
+
+    def queue_waited(self, priority: int, seconds: float) -> None:
+        self.queue_wait.labels(PRIORITY_NAMES[priority]).observe(seconds)
 
     def set_phase(self, namespace: str, name: str, phase: str) -> None:
         for p in PHASES:

@@ -33,13 +33,14 @@ from prometheus_client import start_http_server
 
 from modeldeploy.alerts.poller import AlertPoller, fetch_alerts
 from modeldeploy.alerts.store import AlertStore
+from modeldeploy.controller.children import ChildStore, Informed
 from modeldeploy.controller.endpoints import Endpoints, Hooks
 from modeldeploy.controller.kube import Fenced, KubeAPI, LeaseAPI
 from modeldeploy.controller.leader import LeaderElector, SoleReplica, Timing
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import Key, OperatorConfig, Reconciler
 from modeldeploy.controller.workers import WorkerPool
-from modeldeploy.controller.workqueue import WorkQueue
+from modeldeploy.controller.workqueue import HIGH, LOW, WorkQueue
 from modeldeploy.registry.cache import ResolutionCache
 from modeldeploy.registry.client import RegistryClient
 from modeldeploy.registry.subscription import Subscription, Wanted
@@ -63,7 +64,9 @@ class Operator:
         self.metrics = metrics or OperatorMetrics()
         self.cache = ResolutionCache()
         self.alerts = AlertStore()
-        self.queue: WorkQueue[Key] = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue(on_dequeue=self.metrics.queue_waited)
+        self.metrics.watch_queue(self.queue.depth)
+        self.children = ChildStore()
         self.known: set[Key] = set()  # ModelDeployments seen and not deleted
         self._known_lock = threading.Lock()
         url = config.advertise_url
@@ -81,7 +84,7 @@ class Operator:
         else:
             self.role = SoleReplica(config.identity, url)
         self.reconciler = Reconciler(
-            Fenced(kube, self.role.leading),
+            Informed(Fenced(kube, self.role.leading), self.children),
             config,
             self.cache,
             self.metrics,
@@ -123,9 +126,16 @@ class Operator:
         with self._known_lock:
             self.known.add(key)
 
-    def nudge(self, key: Key) -> None:
-        """Look at this ModelDeployment again (collapsed with other nudges for it)."""
-        self.queue.add(key)
+    def nudge(self, key: Key, priority: int = HIGH) -> None:
+        """Look at this ModelDeployment again (collapsed with other nudges for it). HIGH for a
+        change or an event, LOW for a sweep (workqueue.py)."""
+        self.queue.add(key, priority)
+
+    def child_seen(self, event_type: str | None, body: Mapping[str, Any], owner: Key) -> None:
+        """A watch event of a child: kept for the reconciler to read, and its owner nudged (LOW
+        for the initial listing after a start, whose owners are all being looked at anyway)."""
+        self.children.seen(event_type, body)
+        self.nudge(owner, LOW if event_type is None else HIGH)
 
     def forget(self, key: Key) -> None:
         with self._known_lock:
@@ -137,7 +147,7 @@ class Operator:
     def monitoring_changed(self) -> None:
         self.kube.invalidate_monitoring_crds()
         for key in self._known():
-            self.nudge(key)
+            self.nudge(key, LOW)
 
     def _known(self) -> list[Key]:
         with self._known_lock:
@@ -193,7 +203,7 @@ class Operator:
         if self.subscription is not None:
             self.subscription.start()
         for key in self._known():
-            self.nudge(key)
+            self.nudge(key, LOW)
         with self._term_lock:
             self._term += 1
             term = self._term

@@ -96,8 +96,7 @@ class WorkerPool:
             if key is None:
                 continue
             if not (self._gate.is_set() and self._active()):  # paused while we waited
-                self.queue.done(key)
-                self.queue.add(key)
+                self.queue.put_back(key)
                 continue
             try:
                 self._one(key)

@@ -196,7 +196,8 @@ def test_only_the_lease_holder_writes_and_a_standby_takes_over_without_repeating
     # It waited for the lease to expire (a lower bound: load only makes it longer).
     assert time.monotonic() - t0 >= FAST["lease_duration"] - FAST["retry_period"]
     cluster.finish_rollout(NS, NAME)
-    b.nudge((NS, NAME))
+    # The Deployment's watch event, as kopf delivers it: b reads the Deployment from it.
+    b.child_seen("MODIFIED", cluster.objects[("Deployment", NS, NAME)], (NS, NAME))
     wait_until(lambda: cluster.status(NS, NAME).get("phase") == r.HEALTHY)
     time.sleep(0.3)
     events = cluster.reasons()

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from modeldeploy.controller.workqueue import Backoff, WorkQueue
+from modeldeploy.controller.workqueue import HIGH, LOW, Backoff, WorkQueue
 
 Key = tuple[str, str]
 A: Key = ("ml", "fraud")
@@ -162,3 +162,65 @@ def test_backoff_success_resets_only_that_key() -> None:
 def test_backoff_never_exceeds_cap(base: float, cap: float) -> None:
     b = Backoff(base=base, cap=cap)
     assert max(b.failure(A) for _ in range(64)) == cap
+
+
+C: Key = ("ml", "ranker")
+
+
+def test_changes_and_events_are_worked_before_periodic_checks() -> None:
+    """At 1000 ModelDeployments a Deployment that became available waited behind the whole
+    periodic backlog (issue 14); now it goes first, and each level stays first-come."""
+    clock = FakeClock()
+    q: WorkQueue[Key] = WorkQueue(clock)
+    q.add_after(A, 1)  # a poll requeue, due
+    q.add(B, LOW)  # the initial listing after a start
+    clock.now += 1
+    q.add(C)  # a child's event
+    assert drain(q) == [C, B, A]
+
+
+def test_a_key_in_both_levels_counts_as_high_and_is_handed_out_once() -> None:
+    q: WorkQueue[Key] = WorkQueue(FakeClock())
+    q.add(A, LOW)
+    q.add(B, LOW)
+    q.add(A, HIGH)
+    q.add(A, LOW)  # a later periodic nudge does not demote it
+    assert q.depth(HIGH) == 1 and q.depth(LOW) == 1
+    assert drain(q) == [A, B]
+
+
+def test_a_key_nudged_while_processing_is_queued_again_at_its_highest_nudge() -> None:
+    q: WorkQueue[Key] = WorkQueue(FakeClock())
+    q.add(A, LOW)
+    assert q.get(timeout=0) == A
+    q.add(B, LOW)
+    q.add(A, LOW)
+    q.add(A, HIGH)
+    assert q.get(timeout=0) == B  # A is still being worked: never two workers on one key
+    q.done(A)
+    q.done(B)
+    assert q.depth(HIGH) == 1
+    assert drain(q) == [A]
+
+
+def test_a_key_put_back_keeps_its_level() -> None:
+    q: WorkQueue[Key] = WorkQueue(FakeClock())
+    q.add(A, LOW)
+    assert q.get(timeout=0) == A
+    q.put_back(A)
+    assert (q.depth(HIGH), q.depth(LOW)) == (0, 1)
+
+
+def test_each_key_handed_out_reports_its_level_and_how_long_it_waited() -> None:
+    clock = FakeClock()
+    seen: list[tuple[int, float]] = []
+    q: WorkQueue[Key] = WorkQueue(
+        clock, on_dequeue=lambda level, waited: seen.append((level, waited))
+    )
+    q.add(A, LOW)
+    clock.now += 2
+    q.add(A, HIGH)  # promoted: it has waited since its first add
+    q.add(B)
+    clock.now += 1
+    drain(q)
+    assert seen == [(HIGH, 3.0), (HIGH, 1.0)]
