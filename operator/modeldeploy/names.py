@@ -138,6 +138,9 @@ OP_WEBHOOK_FORWARDS: Final = "modeldeploy_webhook_forwards_total"
 # Saturation of the reconcile queue (controller-runtime's workqueue_depth and
 # workqueue_queue_duration_seconds): keys ready and waiting for a worker, and how long each
 # waited, by `priority` (high: changes and events; low: periodic checks).
+# Requests the operator sent to the API server, by `method` and `resource` (controller-runtime's
+# rest_client_requests_total): non-GET methods are its API writes, none while nothing changes.
+OP_KUBE_REQUESTS: Final = "modeldeploy_kube_requests_total"
 OP_WORKQUEUE_DEPTH: Final = "modeldeploy_workqueue_depth"
 OP_WORKQUEUE_WAIT: Final = "modeldeploy_workqueue_queue_duration_seconds"
 # On the leader-election Lease: the URL at which the leader's webhook endpoints answer.

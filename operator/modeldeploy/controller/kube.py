@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -86,6 +87,38 @@ class Conflict(Exception):
 
 class NotLeader(Exception):
     """A write refused because this replica does not hold the lease (any more)."""
+
+
+class CountingApiClient(client.ApiClient):
+    """An ApiClient that counts every request it sends by method and resource, as
+    controller-runtime's rest_client_requests_total does: the typed APIs and the dynamic client
+    both send through `call_api`. It is how a user (and the integration test) sees the
+    operator's API writes: none while nothing changes (issue 14)."""
+
+    def __init__(self, count: Callable[[str, str], None], configuration: Any = None) -> None:
+        super().__init__(configuration)
+        self._count = count
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        self._count(method, resource_of(url))
+        return super().call_api(method, url, *args, **kwargs)
+
+
+def resource_of(url: str) -> str:
+    """The resource a request URL names, with its subresource ("deployments",
+    "modeldeployments/status"); "discovery" for the API's own listings."""
+    parts = urlsplit(url).path.strip("/").split("/")
+    if parts[0] == "api":
+        rest = parts[2:]
+    elif parts[0] == "apis":
+        rest = parts[3:]
+    else:
+        return "other"
+    if len(rest) > 2 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return "discovery"
+    return f"{rest[0]}/{rest[2]}" if len(rest) > 2 else rest[0]
 
 
 class Kube:

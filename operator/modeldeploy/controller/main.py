@@ -195,8 +195,9 @@ def main(argv: list[str]) -> int:
     from kubernetes import config as kube_config
 
     from modeldeploy.controller import handlers  # noqa: F401  (registers the handlers)
-    from modeldeploy.controller.kube import Kube
+    from modeldeploy.controller.kube import CountingApiClient, Kube
     from modeldeploy.controller.leader import Timing
+    from modeldeploy.controller.metrics import OperatorMetrics
     from modeldeploy.controller.operator import Operator
 
     args = parse_args(argv)
@@ -215,9 +216,9 @@ def main(argv: list[str]) -> int:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
         kube_config.load_kube_config()
-    from kubernetes import client
-
-    operator = Operator(Kube(client.ApiClient(), instance=cfg.identity), cfg)
+    metrics = OperatorMetrics()
+    api = CountingApiClient(metrics.kube_request)
+    operator = Operator(Kube(api, instance=cfg.identity), cfg, metrics)
     logging.getLogger("modeldeploy").info(
         "modeldeploy operator %s: namespaces=%s registry=%s metrics=%s:%d webhooks=:%d lease=%s",
         cfg.identity,

@@ -119,6 +119,13 @@ class OperatorMetrics:
             ["endpoint", "outcome"],
             registry=reg,
         )
+        self.kube_requests = Counter(
+            names.OP_KUBE_REQUESTS.removesuffix("_total"),
+            "Requests sent to the Kubernetes API server by the operator's own client (kopf's "
+            "watches not included), by method and resource",
+            ["method", "resource"],
+            registry=reg,
+        )
         self.queue_depth = Gauge(
             names.OP_WORKQUEUE_DEPTH,
             "ModelDeployment keys ready and waiting for a reconcile worker, by priority",
@@ -140,6 +147,9 @@ class OperatorMetrics:
         """Exports the queue's depth per priority, read at each scrape."""
         for level, label in enumerate(PRIORITY_NAMES):
             self.queue_depth.labels(label).set_function(functools.partial(depth, level))
+
+    def kube_request(self, method: str, resource: str) -> None:
+        self.kube_requests.labels(method, resource).inc()
 
     def queue_waited(self, priority: int, seconds: float) -> None:
         self.queue_wait.labels(PRIORITY_NAMES[priority]).observe(seconds)

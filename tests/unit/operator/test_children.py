@@ -24,6 +24,7 @@ from modeldeploy.controller.children import (
     stamped,
     up_to_date,
 )
+from modeldeploy.controller.kube import resource_of
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import OperatorConfig, Reconciler
 from modeldeploy.registry.cache import ResolutionCache
@@ -183,3 +184,25 @@ def test_an_idle_reconcile_makes_no_api_write_even_after_a_restart() -> None:
     rec.reconcile((NS, NAME))
     operator().reconcile((NS, NAME))
     assert writes(kube) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "resource"),
+    [
+        ("https://k:6443/apis/apps/v1/namespaces/ml/deployments/fraud", "deployments"),
+        (
+            "https://k:6443/apis/modeldeploy.io/v1alpha1/namespaces/ml/modeldeployments/f/status",
+            "modeldeployments/status",
+        ),
+        ("https://k:6443/api/v1/namespaces/ml/events", "events"),
+        ("https://k:6443/api/v1/namespaces/ml", "namespaces"),
+        (
+            "https://k:6443/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x.y?watch=1",
+            "customresourcedefinitions",
+        ),
+        ("https://k:6443/apis", "discovery"),
+        ("https://k:6443/version", "other"),
+    ],
+)
+def test_each_request_is_counted_under_the_resource_it_names(url: str, resource: str) -> None:
+    assert resource_of(url) == resource
