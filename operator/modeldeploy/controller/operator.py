@@ -11,6 +11,7 @@ Each other job is its own module and owns its thread(s):
 | leader election | leader.py | leader-election |
 | alert polling | alerts/poller.py | alert-poller (only with --alerts-url) |
 | registry webhook subscription | registry/subscription.py | webhook-register (until it succeeds) |
+| registry polling | registry/poller.py | registry-poller |
 
 Every replica watches, keeps its queue and alert store current and answers webhooks; only the
 leader's workers reconcile, through a KubeAPI fenced by the lease (kube.Fenced). On taking the
@@ -43,6 +44,7 @@ from modeldeploy.controller.workers import WorkerPool
 from modeldeploy.controller.workqueue import HIGH, LOW, WorkQueue
 from modeldeploy.registry.cache import ResolutionCache
 from modeldeploy.registry.client import RegistryClient
+from modeldeploy.registry.poller import RegistryPoller
 from modeldeploy.registry.subscription import Subscription, Wanted
 
 log = logging.getLogger("modeldeploy.operator")
@@ -109,6 +111,7 @@ class Operator:
             self.poller = AlertPoller(
                 config.alerts_url, config.alerts_poll_interval, self.alerts, self._wake
             )
+        self.registry_poller = RegistryPoller(self.cache, self._wake, self._polling)
         self.subscription: Subscription | None = None
         hook_url, secret = config.registry_webhook_url, config.registry_webhook_secret
         if hook_url and secret and config.default_tracking_uri:
@@ -153,6 +156,9 @@ class Operator:
         with self._known_lock:
             return list(self.known)
 
+    def _polling(self) -> bool:
+        return self.workers.working and self.role.leading()
+
     def _wake(self, key: Key) -> bool:
         with self._known_lock:
             known = key in self.known
@@ -168,6 +174,7 @@ class Operator:
         )
         await self.endpoints.start()
         self.workers.start()
+        self.registry_poller.start()
         if self.poller is not None:
             self.poller.start()
             log.info("polling alerts at %s every %.0fs", cfg.alerts_url, cfg.alerts_poll_interval)
@@ -185,7 +192,7 @@ class Operator:
         await asyncio.to_thread(self.workers.join, 30.0)
         if isinstance(self.role, LeaderElector):
             await asyncio.to_thread(self.role.stop)
-        for part in (self.poller, self.subscription):
+        for part in (self.poller, self.subscription, self.registry_poller):
             if part is not None:
                 part.stop()
                 await asyncio.to_thread(part.join, 10.0)

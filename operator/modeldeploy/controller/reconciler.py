@@ -52,6 +52,11 @@ HTTPROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 Key = tuple[str, str]
 # A failed registry answer is reused for at most this long, so backoff retries really retry.
 ERROR_TTL_SECONDS = 2.0
+# The safety net (controller-runtime's SyncPeriod): each ModelDeployment is reconciled at least
+# this often (or at its poll interval, if longer) when nothing says it changed. Changes come
+# from elsewhere: the registry's from its poller (registry/poller.py) and webhooks, the
+# children's and the spec's from the watches, alerts from their webhook and poller.
+RESYNC_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ class Reconciler:
             self.metrics.watch_rollbacks(namespace, name, watched)
         assert isinstance(ctx, Context)
         failed = isinstance(ctx.resolution, RegistryUnreachable)
-        delay = self._poll_interval(spec)
+        delay = max(self._poll_interval(spec), RESYNC_SECONDS)
         if p.requeue_after is not None:
             delay = min(delay, p.requeue_after)
         return Outcome(delay, registry_failed=failed)

@@ -6,6 +6,10 @@ while an answer is younger than its TTL (the poll interval) every asker gets it 
 and concurrent askers of a stale key wait for one call instead of making one each. A registry
 webhook invalidates the keys of one model at once, and the cache remembers who asked what so the
 operator can wake exactly those ModelDeployments.
+
+Polling works the same way (`poll`): each interval, every question that has askers is asked
+once, and only the askers of a question whose answer changed are woken. Before, every
+ModelDeployment was reconciled every poll interval to learn that nothing had changed (issue 14).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class _Entry:
     # already stale, so a webhook arriving mid-lookup is never lost.
     generation: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    load: Callable[[], ResolvedVersion] | None = None  # the last asker's, for `poll`
 
 
 class ResolutionCache:
@@ -52,6 +57,7 @@ class ResolutionCache:
         self._entries: dict[Question, _Entry] = {}
         self._guard = threading.Lock()
         self._askers: dict[Question, set[Subscriber]] = defaultdict(set)
+        self._intervals: dict[Question, dict[Subscriber, float]] = defaultdict(dict)
 
     def get(
         self,
@@ -68,8 +74,11 @@ class ResolutionCache:
         """
         with self._guard:
             entry = self._entries.get(question) or self._entries.setdefault(question, _Entry())
+            entry.load = load
             if asker:
                 self._askers[question].add(asker)
+                if ttl > 0:  # a fresh read (ttl 0) says nothing about how often to poll
+                    self._intervals[question][asker] = ttl
 
         def valid() -> bool:
             if entry.answer is None:
@@ -111,6 +120,44 @@ class ResolutionCache:
         with self._guard:
             for askers in self._askers.values():
                 askers.discard(asker)
+            for intervals in self._intervals.values():
+                intervals.pop(asker, None)
+
+    def poll(self) -> set[Subscriber]:
+        """Asks again each question whose answer is older than its askers' shortest interval,
+        once; returns the askers of those whose answer changed (a new version, new tags, an
+        error that began or ended). A question nobody asks any more is not asked."""
+        woken: set[Subscriber] = set()
+        for question, interval in self._due():
+            entry = self._entries[question]
+            before = entry.answer
+            if entry.load is None:
+                continue
+            answer, fresh = self.get(question, interval, entry.load)
+            if fresh and not same_answer(before, answer):
+                with self._guard:
+                    woken |= self._askers.get(question, set())
+        return woken
+
+    def next_due(self) -> float | None:
+        """Seconds until the next question is due for `poll` (None: nothing to poll)."""
+        now = self._clock()
+        with self._guard:
+            times = [
+                self._entries[q].fetched_at + min(i.values()) - now
+                for q, i in self._intervals.items()
+                if i and q in self._entries
+            ]
+        return max(0.0, min(times)) if times else None
+
+    def _due(self) -> list[tuple[Question, float]]:
+        now = self._clock()
+        with self._guard:
+            return [
+                (q, min(i.values()))
+                for q, i in self._intervals.items()
+                if i and q in self._entries and now - self._entries[q].fetched_at >= min(i.values())
+            ]
 
     def invalidate_all(self) -> None:
         """Forgets every answer (a replica that becomes leader again may have missed events)."""
@@ -118,3 +165,11 @@ class ResolutionCache:
             for entry in self._entries.values():
                 entry.fetched_at = float("-inf")
                 entry.generation += 1
+
+
+def same_answer(a: Answer | None, b: Answer | None) -> bool:
+    """Whether two answers would plan the same: equal versions (and tags), or errors of the same
+    kind and message."""
+    if isinstance(a, RegistryError) or isinstance(b, RegistryError):
+        return type(a) is type(b) and str(a) == str(b)
+    return a == b

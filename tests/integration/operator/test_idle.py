@@ -19,15 +19,15 @@ from modeldeploy.api import reasons as r
 from tests.conftest import Cluster
 from tests.integration.operator.conftest import Kube, Operator, Registry, wait_for
 
-# The operator's default poll interval (the spec's floor is 5s): each ModelDeployment is
-# reconciled this often, every reconcile an idle one.
+# The operator's poll interval (the spec's floor is 5s): its registry poller asks each second.
 POLL = ["--poll-interval", "1s"]
 
 
-def counted(op: Operator) -> tuple[dict[str, float], float]:
-    """(writes by "METHOD resource" without the leader Lease's renewals, reconciles so far)."""
+def counted(op: Operator) -> dict[str, Any]:
+    """Writes by "METHOD resource" (without the leader Lease's renewals), reconciles and registry
+    calls so far."""
     writes: dict[str, float] = {}
-    reconciles = 0.0
+    reconciles = registry_calls = 0.0
     for family in text_string_to_metric_families(op.metrics()):
         for s in family.samples:
             if s.name == names.OP_KUBE_REQUESTS:
@@ -36,14 +36,17 @@ def counted(op: Operator) -> tuple[dict[str, float], float]:
                     writes[f"{method} {resource}"] = s.value
             elif s.name == f"{names.OP_RECONCILE_SECONDS}_count":
                 reconciles += s.value
-    return writes, reconciles
+            elif s.name == names.OP_REGISTRY_REQUESTS:
+                registry_calls += s.value
+    return {"writes": writes, "reconciles": reconciles, "registry": registry_calls}
 
 
-def idle_for(op: Operator, reconciles: int) -> dict[str, float]:
-    """The writes counted once `reconciles` more reconciles have run."""
-    _, start = counted(op)
-    wait_for(lambda: counted(op)[1] >= start + reconciles, 60, f"{reconciles} reconciles")
-    return counted(op)[0]
+def after(op: Operator, what: str, more: int) -> dict[str, float]:
+    """The writes counted once `more` further reconciles or registry calls have happened."""
+    start = counted(op)[what]
+    wait_for(lambda: counted(op)[what] >= start + more, 60, f"{more} more {what}")
+    writes: dict[str, float] = counted(op)["writes"]
+    return writes
 
 
 def test_idle_and_restarted_operator_write_nothing_and_a_hand_edit_is_still_repaired(
@@ -60,17 +63,21 @@ def test_idle_and_restarted_operator_write_nothing_and_a_hand_edit_is_still_repa
         60,
         "MonitoringReady",
     )
-    rolled_out = idle_for(op, 1)
+    rolled_out = counted(op)["writes"]
     assert rolled_out  # the rollout itself was counted: the counter sees writes
-    assert idle_for(op, 3) == rolled_out
+    assert after(op, "registry", 2) == rolled_out  # polled, the answer unchanged
+    # An edit that leaves the operator's fields alone: a reconcile, and nothing to apply. (A
+    # label: a Deployment's annotation bumps its generation, a short rollout of its own.)
+    kube.apps.patch_namespaced_deployment("m", namespace, {"metadata": {"labels": {"team": "a"}}})
+    assert after(op, "reconciles", 1) == rolled_out
 
     op.stop()
     again = start_operator(namespace, extra_args=POLL)
-    assert idle_for(again, 3) == {}
+    assert after(again, "reconciles", 1) == {}  # the first look after a start
 
     replicas = kube.deployment(namespace, "m").spec.replicas
     kube.apps.patch_namespaced_deployment("m", namespace, {"spec": {"replicas": replicas + 3}})
     wait_for(
         lambda: kube.deployment(namespace, "m").spec.replicas == replicas, 30, "replicas repaired"
     )
-    assert counted(again)[0].get("PATCH deployments") == 1
+    assert counted(again)["writes"].get("PATCH deployments") == 1

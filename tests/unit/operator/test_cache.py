@@ -272,3 +272,68 @@ def test_fingerprint_is_stable_order_independent_and_sensitive_to_every_value() 
         changed = SECRET_CREDS | {key: SECRET_CREDS[key] + "x"}
         assert Question.fingerprint(changed) != fp
     assert Question.fingerprint({}) == ""
+
+
+CHALLENGER = ModelRef("fraud-detector", alias="challenger")
+Q2 = Question(URI, "", CHALLENGER)
+
+
+def test_polling_asks_each_question_once_per_interval_and_wakes_only_its_changed_askers() -> None:
+    """Issue 14: polling reconciled every ModelDeployment each interval; now one registry call
+    per distinct question, and only the askers of an answer that changed are woken."""
+    clock = FakeClock()
+    cache = ResolutionCache(clock)
+    champion, challenger = Loader(v("3"), v("3"), v("4")), Loader(v("7"))
+    for i in range(3):
+        cache.get(Q, TTL, champion, asker=("ml", f"a-{i}"))
+    cache.get(Q2, TTL, challenger, asker=("ml", "b"))
+    assert cache.poll() == set()  # nothing is due yet
+    clock.advance(TTL)
+    assert cache.poll() == set()  # asked again: same answers, nobody woken
+    assert (champion.calls, challenger.calls) == (2, 2)
+    clock.advance(TTL)
+    assert cache.poll() == {("ml", "a-0"), ("ml", "a-1"), ("ml", "a-2")}
+    assert (champion.calls, challenger.calls) == (3, 3)
+    assert cache.get(Q, TTL, champion)[0] == v("4")  # the woken reconcile reads the new answer
+
+
+def test_polling_follows_the_shortest_interval_of_the_askers_still_asking() -> None:
+    clock, load = FakeClock(), Loader(v("3"))
+    cache = ResolutionCache(clock)
+    cache.get(Q, TTL, load, asker=("ml", "slow"))
+    cache.get(Q, 5.0, load, asker=("ml", "fast"))
+    assert cache.next_due() == 5.0
+    clock.advance(5.0)
+    cache.poll()
+    assert load.calls == 2
+    cache.forget_asker(("ml", "fast"))
+    cache.forget_asker(("ml", "slow"))
+    clock.advance(TTL)
+    cache.poll()  # nobody asks any more: not asked
+    assert load.calls == 2 and cache.next_due() is None
+
+
+def test_polling_wakes_askers_when_an_error_begins_or_ends() -> None:
+    clock = FakeClock()
+    load = Loader(v("3"), RegistryUnreachable("down"), RegistryUnreachable("down"), v("3"))
+    cache = ResolutionCache(clock)
+    cache.get(Q, TTL, load, asker=("ml", "a"))
+    woken = []
+    for _ in range(3):
+        clock.advance(TTL)
+        woken.append(cache.poll())
+    assert woken == [{("ml", "a")}, set(), {("ml", "a")}]
+
+
+def test_the_poller_wakes_each_changed_asker_through_the_operator() -> None:
+    from modeldeploy.registry.poller import RegistryPoller
+
+    clock = FakeClock()
+    cache = ResolutionCache(clock)
+    cache.get(Q, TTL, Loader(v("3"), v("4")), asker=("ml", "a"))
+    cache.get(Q2, TTL, Loader(v("7")), asker=("ml", "b"))
+    woken: list[tuple[str, str]] = []
+    poller = RegistryPoller(cache, woken.append, active=lambda: True)
+    clock.advance(TTL)
+    assert poller.poll_once() == {("ml", "a")}
+    assert woken == [("ml", "a")]
