@@ -40,6 +40,7 @@ OP_VERSION = "version"
 OP_PHASE = "phase"
 OP_ALERT = "alert"
 OP_OUTCOME = "outcome"
+OP_PRIORITY = "priority"
 
 
 # --- Rollouts ---------------------------------------------------------------------------------
@@ -242,6 +243,42 @@ def rollouts() -> dashboard.Dashboard:
             "Time to observe, plan and apply one ModelDeployment, by outcome (operator-wide).",
             quantiles(names.OP_RECONCILE_SECONDS, "", OP_OUTCOME, f"{{{{{OP_OUTCOME}}}}}"),
             "s",
+        )
+    )
+    d.with_panel(
+        ts(
+            10,
+            "Work queue",
+            "ModelDeployments waiting for a reconcile worker, by priority (high: changes and "
+            "events; low: periodic checks), and the p95 of how long each waited, in seconds. "
+            "A depth that keeps growing means the workers are saturated.",
+            [
+                Q(
+                    f"sum by ({OP_PRIORITY}) ({names.OP_WORKQUEUE_DEPTH})",
+                    f"waiting {{{{{OP_PRIORITY}}}}}",
+                ),
+                *quantiles(names.OP_WORKQUEUE_WAIT, "", OP_PRIORITY, f"wait {{{{{OP_PRIORITY}}}}}")[
+                    1:2
+                ],
+            ],
+            "short",
+        )
+    )
+    d.with_panel(
+        ts(
+            11,
+            "API writes",
+            "Requests other than GET the operator sent to the API server per second, by method "
+            "and resource, the leader's Lease renewals left out: none while nothing changes.",
+            [
+                Q(
+                    f"sum by (method, resource) (rate({names.OP_KUBE_REQUESTS}"
+                    f'{{method!="GET", resource!="leases"}}[{RATE}]))',
+                    "{{method}} {{resource}}",
+                )
+            ],
+            "reqps",
+            stacked=True,
         )
     )
     return d

@@ -64,6 +64,9 @@ APPLIES: dict[str, set[str]] = {
     names.OP_ALERT_TO_ROLLBACK: set(),  # operator-wide histogram, no labels
     names.OP_REGISTRY_REQUESTS: set(),  # label `outcome` only
     names.OP_RECONCILE_SECONDS: set(),  # label `outcome` only
+    names.OP_WORKQUEUE_DEPTH: set(),  # label `priority` only
+    names.OP_WORKQUEUE_WAIT: set(),  # label `priority` only
+    names.OP_KUBE_REQUESTS: set(),  # labels `method`, `resource` only
     names.PIPELINE_STAGE_DURATION: {"pipeline", "stage"},
     names.PIPELINE_STAGE_SUCCESS: {"pipeline", "stage"},
     names.PIPELINE_STAGE_LAST_RUN: {"pipeline", "stage"},
@@ -258,6 +261,9 @@ def operator_series_labels() -> dict[str, set[str]]:
     m.registry_requests.labels(outcome="ok").inc()
     m.reconcile_seconds.labels(outcome="ok").observe(0.1)
     m.alert_to_rollback.observe(0.1)
+    m.watch_queue(lambda priority: 0)
+    m.queue_waited(0, 0.1)
+    m.kube_request("PATCH", "deployments")
     out: dict[str, set[str]] = {}
     for family in m.registry.collect():
         for sample in family.samples:
