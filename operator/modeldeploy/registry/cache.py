@@ -19,8 +19,9 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from modeldeploy import names
 from modeldeploy.api.spec import ModelRef
 from modeldeploy.registry.types import RegistryError, ResolvedVersion
 
@@ -168,8 +169,16 @@ class ResolutionCache:
 
 
 def same_answer(a: Answer | None, b: Answer | None) -> bool:
-    """Whether two answers would plan the same: equal versions (and tags), or errors of the same
-    kind and message."""
+    """Whether two answers would plan the same: equal versions and tags, or errors of the same
+    kind and message. Audit entries are left out: the operator writes one on each version it
+    rolls out, and each woke every asker of that version once more, to plan nothing new."""
     if isinstance(a, RegistryError) or isinstance(b, RegistryError):
         return type(a) is type(b) and str(a) == str(b)
-    return a == b
+    if a is None or b is None:
+        return a is b
+    return _without_audit(a) == _without_audit(b)
+
+
+def _without_audit(answer: ResolvedVersion) -> ResolvedVersion:
+    tags = {k: v for k, v in answer.tags.items() if not k.startswith(names.TAG_AUDIT)}
+    return replace(answer, tags=tags)

@@ -337,3 +337,19 @@ def test_the_poller_wakes_each_changed_asker_through_the_operator() -> None:
     clock.advance(TTL)
     assert poller.poll_once() == {("ml", "a")}
     assert woken == [("ml", "a")]
+
+
+def test_an_audit_entry_the_operator_wrote_wakes_nobody_but_an_approval_does() -> None:
+    from modeldeploy import names
+
+    audit = {f"{names.TAG_AUDIT}20260101T000000.000Z.deploy.abc": "{}"}
+    approved = {f"{names.TAG_APPROVED}production": "{}"}
+    tagged = ResolvedVersion("fraud-detector", "3", run_id="run-3", tags=audit)
+    both = ResolvedVersion("fraud-detector", "3", run_id="run-3", tags={**audit, **approved})
+    clock = FakeClock()
+    cache = ResolutionCache(clock)
+    cache.get(Q, TTL, Loader(v("3"), tagged, both), asker=("ml", "a"))
+    clock.advance(TTL)
+    assert cache.poll() == set()
+    clock.advance(TTL)
+    assert cache.poll() == {("ml", "a")}
