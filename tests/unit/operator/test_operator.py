@@ -109,17 +109,31 @@ def test_startup_starts_one_thread_of_each_kind_and_cleanup_stops_them() -> None
         alerts_url=f"http://{LOOPBACK}:{free_port()}",  # nobody listens: polls fail, harmlessly
         alerts_poll_interval=0.05,
     )
-    kinds = ("alert-poller", "reconcile-", "leader-election")
+    kinds = ("alert-poller", "reconcile-", "leader-election", "registry-poller")
     before = [len(threads(k)) for k in kinds]
     running = Running(Operator(cluster, cfg))  # type: ignore[arg-type]
     try:
         wait_until(running.operator.role.leading)
-        assert [len(threads(k)) - b for k, b in zip(kinds, before, strict=True)] == [1, 2, 1]
+        assert [len(threads(k)) - b for k, b in zip(kinds, before, strict=True)] == [1, 2, 1, 1]
         assert cluster.lease_store.holder() == "a"
     finally:
         running.stop()
     assert [len(threads(k)) for k in kinds] == before
     assert cluster.lease_store.holder() is None  # released on a clean stop
+
+
+def test_child_events_are_kept_and_wake_their_owner_before_a_sweep_does() -> None:
+    """A child's event is a change (HIGH); the initial listing after a start is a sweep (LOW),
+    so the changes it would otherwise bury are worked first (controller/workqueue.py)."""
+    from modeldeploy.controller.workqueue import HIGH, LOW
+
+    operator = Operator(FakeCluster(), config("a", leader_election=False))  # type: ignore[arg-type]
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"namespace": NS}}
+    operator.child_seen(None, {**dep, "metadata": {"namespace": NS, "name": "a"}}, (NS, "a"))
+    operator.child_seen("MODIFIED", {**dep, "metadata": {"namespace": NS, "name": "b"}}, (NS, "b"))
+    assert (operator.queue.depth(HIGH), operator.queue.depth(LOW)) == (1, 1)
+    assert operator.queue.get(timeout=0) == (NS, "b")
+    assert operator.children.get("Deployment", NS, "a") is not None
 
 
 def test_endpoints_listen_on_the_bind_address_only() -> None:
