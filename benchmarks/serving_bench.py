@@ -542,11 +542,40 @@ def measure(s: Server, conns: int, seconds: float, script: Path | None) -> Point
 # -- profile ---------------------------------------------------------------------------------
 
 
+LIBRARIES = ("modeldeploy/", "mlflow/", "sklearn/", "pandas/core/frame.py")
+# Where a thread waits rather than works: left out of the shares.
+WAITS = ("'poll' of 'select.epoll'", "'acquire' of '_thread.lock'", "'get' of '_queue.SimpleQueue'")
+
+
+class ThreadProfiles:
+    """cProfile in every thread, not only the one that enables it (3.11 has no
+    setprofile_all_threads): a profile hook in each new thread swaps itself for a cProfile
+    profiler of that thread once `active` is set, so the prediction threads are measured too."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.profiles: list[cProfile.Profile] = []
+
+    def hook(self, frame: Any, event: str, arg: Any) -> None:
+        if self.active:
+            prof = cProfile.Profile()
+            self.profiles.append(prof)
+            prof.enable()
+
+    def stats(self) -> pstats.Stats:
+        stats = pstats.Stats(self.profiles[0])
+        for prof in self.profiles[1:]:
+            stats.add(prof)
+        return stats
+
+
 def profile_child(spec: str) -> int:
     """Runs in a subprocess: `n` requests through the ASGI app of `modeldeploy serve` (everything
-    but uvicorn's HTTP parsing), `concurrency` at a time, under cProfile; prints the top
-    functions as JSON."""
+    but uvicorn's HTTP parsing), `concurrency` at a time, under cProfile in every thread; prints
+    the functions' shares of the busy time as JSON."""
     opts = json.loads(spec)
+    threads = ThreadProfiles()
+    threading.setprofile(threads.hook)  # threads started from here on (the prediction pool)
     from modeldeploy.serving import logs
     from modeldeploy.serving.app import ServingApp
     from modeldeploy.serving.config import parse
@@ -592,26 +621,30 @@ def profile_child(spec: str) -> int:
             await asyncio.sleep(0.05)
         for _ in range(200):  # warm-up
             await one()
-        prof = cProfile.Profile()
-        prof.enable()
-        started = time.perf_counter()
+        threads.active = True
+        main_prof = cProfile.Profile()
+        threads.profiles.append(main_prof)
+        main_prof.enable()
         for _ in range(opts["n"] // opts["concurrency"]):
             await asyncio.gather(*(one() for _ in range(opts["concurrency"])))
-        wall = time.perf_counter() - started
-        prof.disable()
+        main_prof.disable()
+        threads.active = False
+        stats = threads.stats()
         await queue.put({"type": "lifespan.shutdown"})
         await life
-        print(f"WALL {wall}", file=sys.stderr)
-        return pstats.Stats(prof)
+        return stats
 
     stats = asyncio.run(main())
-    total = stats.total_tt  # type: ignore[attr-defined]
-    rows = []
-    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        where = f"{_short(file)}:{line}({func})"
-        rows.append({"where": where, "calls": nc, "self": tt / total, "cum": ct / total})
+    table = stats.stats  # type: ignore[attr-defined]
+    entries = [(f"{_short(f)}:{line}({func})", v) for (f, line, func), v in table.items()]
+    busy = sum(v[2] for where, v in entries if not any(w in where for w in WAITS))
+    rows = [
+        {"where": where, "calls": nc, "self": tt / busy, "cum": ct / busy}
+        for where, (_cc, nc, tt, ct, _callers) in entries
+        if not any(w in where for w in WAITS)
+    ]
     n = opts["n"] // opts["concurrency"] * opts["concurrency"]
-    out = {"total_ms_per_request": 1000 * total / n, "rows": rows}
+    out = {"total_ms_per_request": 1000 * busy / n, "threads": len(threads.profiles), "rows": rows}
     print(json.dumps(out))
     return 0
 
@@ -735,6 +768,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "tree": describe(REPO),
+        "runtime": runtime_tree(),
         "load": "wrk -t1" if use_wrk else "Python load loop",
         "rounds": args.rounds,
         "seconds": args.seconds,
@@ -747,6 +781,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "runs": results,
         "profiles": profiles,
     }
+
+
+def runtime_tree() -> str:
+    """Where `modeldeploy serve` comes from: this tree, or another one on PYTHONPATH."""
+    import modeldeploy
+
+    root = Path(modeldeploy.__file__).resolve().parent.parent.parent
+    return "this tree" if root == REPO else f"{describe(root)} ({root})"
 
 
 def describe(tree: Path) -> str:
@@ -793,7 +835,8 @@ def markdown(res: dict[str, Any]) -> str:
         "## Serving runtime vs `mlflow models serve` and MLServer",
         "",
         f"Measured {res['date']} on {res['machine']} (shared machine; 1-minute load average "
-        f"{min(load):.1f}-{max(load):.1f} during the runs), tree {res['tree']}. One row per "
+        f"{min(load):.1f}-{max(load):.1f} during the runs), tree {res['tree']}, runtime from "
+        f"{res['runtime']}. One row per "
         "request: MLflow's `dataframe_split` for `mlflow models serve` and modeldeploy, the "
         f"same row as one V2 tensor for {res['mlserver']}. Load: `{res['load']}`, "
         f"{res['seconds']} s per point, {res['rounds']} rounds; all servers run together on "
@@ -880,9 +923,10 @@ def profile_table(prof: dict[str, Any], top: int = 15) -> str:
     lines = [
         f"Profile of `{prof['config']}` ({prof['model']}): cProfile of {prof['requests']} "
         f"requests through the ASGI app in-process ({prof['concurrency']} at a time; uvicorn's "
-        f"HTTP parsing excluded), {prof['total_ms_per_request']:.2f} ms per request under the "
-        "profiler (which inflates small calls; the shares are what matter). Top functions by "
-        "own time:",
+        f"HTTP parsing excluded; {prof['threads']} threads profiled), "
+        f"{prof['total_ms_per_request']:.2f} ms of busy time per request under the profiler "
+        "(which inflates small calls; the shares are what matter; waits on epoll, locks and "
+        "queues left out). Top functions by own time; *with callees* includes waits:",
         "",
         "| function | calls/request | own time | with callees |",
         "|---|---:|---:|---:|",
@@ -891,6 +935,16 @@ def profile_table(prof: dict[str, Any], top: int = 15) -> str:
         lines.append(
             f"| `{r['where']}` | {r['calls'] / prof['requests']:.1f} | {100 * r['self']:.1f} % "
             f"| {100 * r['cum']:.1f} % |"
+        )
+    # The parts a reader looks for: our runtime's, MLflow's and scikit-learn's own functions
+    # by time with callees (those that wait in between, like the request handler, left out).
+    parts = [r for r in prof["rows"] if r["where"].startswith(LIBRARIES) and r["cum"] <= 1]
+    parts = sorted(parts, key=lambda r: -r["cum"])[:top]
+    lines += ["", "Largest parts by time with callees:", "",
+              "| function | calls/request | with callees |", "|---|---:|---:|"]  # fmt: skip
+    for r in parts:
+        lines.append(
+            f"| `{r['where']}` | {r['calls'] / prof['requests']:.1f} | {100 * r['cum']:.1f} % |"
         )
     return "\n".join(lines)
 
@@ -908,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mlserver", choices=["install", "use", "skip"], default=None,
                    help="create MLServer's venv when missing (default), use it only when "
                    "present (default with --smoke), or leave MLServer out")  # fmt: skip
-    p.add_argument("--profile", type=int, default=2000, metavar="N",
+    p.add_argument("--profile", type=int, default=500, metavar="N",
                    help="requests to profile in-process (0: none)")  # fmt: skip
     p.add_argument("--smoke", action="store_true",
                    help="every configuration once, one short sample; no figures written")  # fmt: skip
