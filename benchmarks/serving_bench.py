@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -601,7 +601,7 @@ def profile_child(spec: str) -> int:
 
         status: list[int] = []
 
-        async def send(msg: dict[str, Any]) -> None:
+        async def send(msg: MutableMapping[str, Any]) -> None:
             if msg["type"] == "http.response.start":
                 status.append(msg["status"])
 
@@ -613,7 +613,7 @@ def profile_child(spec: str) -> int:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         await queue.put({"type": "lifespan.startup"})
 
-        async def lsend(msg: dict[str, Any]) -> None:
+        async def lsend(msg: MutableMapping[str, Any]) -> None:
             pass
 
         life = asyncio.create_task(app({"type": "lifespan"}, queue.get, lsend))

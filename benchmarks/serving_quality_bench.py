@@ -65,11 +65,14 @@ def ref_tree(ref: str, tmp: Path) -> Path:
     directory, else `operator/` of that commit (git archive: no worktree left behind)."""
     if Path(ref).is_dir():
         return Path(ref).resolve()
-    tar = subprocess.run(
+    res = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", ref, "operator"],
         capture_output=True,
-        check=True,
-    ).stdout
+    )
+    if res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"cannot extract the reference {ref} (a shallow clone?): {err}")
+    tar = res.stdout
     dest = tmp / "ref"
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         tf.extractall(dest, filter="data")
