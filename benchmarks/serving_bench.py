@@ -619,7 +619,7 @@ def profile_child(spec: str) -> int:
         life = asyncio.create_task(app({"type": "lifespan"}, queue.get, lsend))
         while app.runtime is None:
             await asyncio.sleep(0.05)
-        for _ in range(200):  # warm-up
+        for _ in range(min(200, opts["n"])):  # warm-up
             await one()
         threads.active = True
         main_prof = cProfile.Profile()
@@ -656,17 +656,37 @@ def _short(file: str) -> str:
     return file
 
 
-def profile(cfg: Config, args: list[str], w: Workload, n: int, tmp: Path) -> dict[str, Any]:
+@dataclass
+class Profiling:
+    """A profile child under way (see profile_child)."""
+
+    config: str
+    model: str
+    requests: int
+    concurrency: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def result(self) -> dict[str, Any]:
+        out, _ = self.proc.communicate()
+        if self.proc.returncode != 0:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            raise SystemExit(f"profiling {self.config} ({self.model}) failed:\n{tail}")
+        res: dict[str, Any] = json.loads(out)
+        res.update(config=self.config, model=self.model, requests=self.requests,
+                   concurrency=self.concurrency)  # fmt: skip
+        return res
+
+
+def start_profile(cfg: Config, args: list[str], w: Workload, n: int, tmp: Path) -> Profiling:
+    conc = 8 if cfg.name == "md-batch" else 1
     spec = {"model": str(w.mlflow_dir), "args": args, "body": w.mlflow_body().decode(), "n": n,
-            "concurrency": 8 if cfg.name == "md-batch" else 1}  # fmt: skip
-    with open(tmp / f"profile-{cfg.name}-{w.name}.log", "wb") as err:
-        res = subprocess.run([sys.executable, __file__, "--profile-child", json.dumps(spec)],
-                             stdout=subprocess.PIPE, stderr=err, env=_env({}))  # fmt: skip
-    if res.returncode != 0:
-        raise SystemExit(f"profiling {cfg.name} failed; see {err.name}")
-    out: dict[str, Any] = json.loads(res.stdout)
-    out.update(config=cfg.name, model=w.name, requests=n, concurrency=spec["concurrency"])
-    return out
+            "concurrency": conc}  # fmt: skip
+    log = tmp / f"profile-{cfg.name}-{w.name}.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, __file__, "--profile-child", json.dumps(spec)],
+                                stdout=subprocess.PIPE, stderr=err, env=_env({}))  # fmt: skip
+    return Profiling(cfg.name, w.name, n, conc, proc, log)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -714,6 +734,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for n in notes:
         print(n, file=sys.stderr)
     servers: list[Server] = []
+    pending: list[Profiling] = []
     results: dict[str, dict[str, dict[int, list[Point]]]] = {}
     profiles: list[dict[str, Any]] = []
     load: list[float] = []
@@ -724,6 +745,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for w in models:
             for cfg, cargs in plan:
                 servers.append(start(cfg, w, cargs, tmp, mlserver_bin))
+        # The fastest modeldeploy configuration is profiled; in smoke mode alongside the
+        # servers' start (nothing is measured), else after the rounds.
+        fastest = [c for c in plan if c[0].kind == "modeldeploy"][-1:] if args.profile else []
+        to_profile = [(c, a, w) for c, a in fastest for w in models]
+        if args.smoke:
+            pending = [start_profile(c, a, w, args.profile, tmp) for c, a, w in to_profile]
         for s in servers:
             wait_ready(s)
         print(f"{len(servers)} servers ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
@@ -755,13 +782,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load.append(os.getloadavg()[0])
         for s in servers:
             s.memory["peak_mb"] = group_memory_mb(s.proc.pid)["peak_mb"]
-        if args.profile:
-            fastest = [c for c in plan if c[0].kind == "modeldeploy"][-1:]
-            for cfg, cargs in fastest:
-                for w in models:
-                    profiles.append(profile(cfg, cargs, w, args.profile, tmp))
+        t0 = time.monotonic()
+        if not args.smoke:  # the profile after the rounds, so that it disturbs none
+            pending = [start_profile(c, a, w, args.profile, tmp) for c, a, w in to_profile]
+        for prof in pending:
+            profiles.append(prof.result())
+        print(f"profiles done {time.monotonic() - t0:.1f} s later", file=sys.stderr)
     finally:
+        for prof in pending:
+            if prof.proc.poll() is None:
+                prof.proc.kill()
+                prof.proc.wait()
+        t0 = time.monotonic()
         stop_all(s.proc for s in servers)
+        print(f"servers stopped in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return {
@@ -839,7 +873,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['runtime']}. One row per "
         "request: MLflow's `dataframe_split` for `mlflow models serve` and modeldeploy, the "
         f"same row as one V2 tensor for {res['mlserver']}. Load: `{res['load']}`, "
-        f"{res['seconds']} s per point, {res['rounds']} rounds; all servers run together on "
+        f"{res['seconds']} s per point, {res['rounds']} round(s); all servers run together on "
         "loopback and are measured in turn at each connection count (order reversed every other "
         "round). Values are medians over rounds, spreads min-max; ratios are per (round, "
         "connections) against `mlflow` of the same round, then the median. Configurations: "
