@@ -14,7 +14,8 @@ and this one. Everything is on in all three configurations:
 The servers run together; `wrk -t1` drives each in turn at every connection count, order
 reversed every other round, so each (round, connections) point of one configuration is paired
 with `ref` measured seconds before or after it. Reported: medians over rounds, the spread, and
-the paired ratios to `ref`. Needs `wrk` and git.
+the paired ratios to `ref`. Needs `wrk` and git; `--smoke` runs every configuration once for a
+second (a Python load loop when wrk is missing) and writes no figures.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from pathlib import Path
 
 from serving_bench import (
     Config,
+    Server,
     machine,
-    make_model,
+    make_models,
+    measure,
     report,
+    serve_flags,
     start,
     stop_all,
     wait_ready,
-    wrk,
     wrk_script,
 )
 
@@ -62,11 +65,14 @@ def ref_tree(ref: str, tmp: Path) -> Path:
     directory, else `operator/` of that commit (git archive: no worktree left behind)."""
     if Path(ref).is_dir():
         return Path(ref).resolve()
-    tar = subprocess.run(
+    res = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", ref, "operator"],
         capture_output=True,
-        check=True,
-    ).stdout
+    )
+    if res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"cannot extract the reference {ref} (a shallow clone?): {err}")
+    tar = res.stdout
     dest = tmp / "ref"
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         tf.extractall(dest, filter="data")
@@ -124,41 +130,43 @@ def summarize(results: dict[str, dict[int, list[Point]]]) -> dict[str, dict[int,
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    use_wrk = shutil.which("wrk") is not None
+    if not use_wrk and not args.smoke:
+        raise SystemExit("wrk is not installed (apt-get install wrk); --smoke runs without it")
     tmp = Path(tempfile.mkdtemp(prefix="serving-quality-bench-"))
-    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    servers: list[Server] = []
     try:
         ref = ref_tree(args.ref, tmp)
         ref_name = describe(ref) if Path(args.ref).is_dir() else args.ref
         configs = [
             Config("ref", "modeldeploy", env=imports_from(ref)),
             Config("new", "modeldeploy"),
-            Config("new-c1", "modeldeploy", ["--confidence-sample", "1"]),
         ]
+        if "--confidence-sample" in serve_flags():  # gone once confidence costs nothing
+            configs.append(Config("new-c1", "modeldeploy", ("--confidence-sample", "1")))
         results: dict[str, dict[int, list[Point]]] = {
             c.name: {n: [] for n in args.connections} for c in configs
         }
-        model = make_model(tmp)
-        script = wrk_script(tmp)
-        for c in configs:
-            procs[c.name] = start(c, model, tmp)
-        for c in configs:
-            wait_ready(procs[c.name][1], procs[c.name][0], c.name)
-            wrk(procs[c.name][1], 8, 3, script)  # warm-up; also fills the reference's windows
+        (model,) = make_models(tmp, ["iris"])
+        servers = [start(c, model, list(c.args), tmp, None) for c in configs]
+        for s in servers:
+            wait_ready(s)
+        scripts = {s.config: wrk_script(tmp, s) if use_wrk else None for s in servers}
+        if not args.smoke:
+            for s in servers:  # warm-up; also fills the reference's windows
+                measure(s, 8, 3, scripts[s.config])
         load: list[float] = []
         for rnd in range(args.rounds):
             load.append(os.getloadavg()[0])
-            order = configs if rnd % 2 == 0 else configs[::-1]
+            order = servers if rnd % 2 == 0 else servers[::-1]
             for conns in args.connections:
-                for c in order:
-                    proc, port = procs[c.name]
-                    results[c.name][conns].append(wrk(port, conns, args.seconds, script, proc.pid))
-                    print(f"round {rnd + 1} c={conns} {c.name}: {results[c.name][conns][-1]}",
-                          file=sys.stderr)  # fmt: skip
+                for s in order:
+                    point = measure(s, conns, args.seconds, scripts[s.config])
+                    results[s.config][conns].append(point)
+                    print(f"round {rnd + 1} c={conns} {s.config}: {point}", file=sys.stderr)
         load.append(os.getloadavg()[0])
     finally:
-        stop_all(proc for proc, _ in procs.values())
+        stop_all(s.proc for s in servers)
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "machine": machine(),
@@ -223,11 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ref", default=DEFAULT_REF, help="reference commit, or a source tree")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--smoke", action="store_true",
+                   help="every configuration once, one short sample; no figures written")  # fmt: skip
     p.add_argument("--markdown", type=Path, help="write the report section here")
     p.add_argument("--json", action="store_true", help="print the raw results as JSON")
-    return report(p.parse_args(argv), run, markdown)
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.seconds, args.connections = 1, 1.0, [8]
+    return report(args, run, markdown)
 
 
 if __name__ == "__main__":
