@@ -57,7 +57,6 @@ from typing import Any
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 VERSIONS_ENV = REPO / "dev" / "versions.env"
-MLSERVER_VERSION_FALLBACK = "1.7.1"
 CACHE = Path.home() / ".cache" / "modeldeploy"
 BASELINE = "mlflow"
 GOALS = {8: 5.0, 64: 15.0}  # issue 14: throughput vs mlflow models serve
@@ -272,13 +271,11 @@ def mlserver_repository(w: Workload, port: int, tmp: Path) -> Path:
 
 
 def mlserver_version() -> str:
-    try:
-        for line in VERSIONS_ENV.read_text().splitlines():
-            if line.startswith("MLSERVER_VERSION="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return MLSERVER_VERSION_FALLBACK
+    """MLSERVER_VERSION from dev/versions.env, the one place versions are pinned."""
+    for line in VERSIONS_ENV.read_text().splitlines():
+        if line.startswith("MLSERVER_VERSION="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise SystemExit(f"MLSERVER_VERSION is missing from {VERSIONS_ENV}")
 
 
 def mlserver_venv(install: bool) -> tuple[Path | None, str]:
