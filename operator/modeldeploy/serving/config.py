@@ -44,7 +44,7 @@ class ServeConfig:
     drift: bool = True
     baseline: str | None = None
     confidence: bool = True
-    confidence_sample: float = 0.1
+    confidence_sample: float | None = None  # None: every fast-path request, 1 in 10 others
     feedback: bool = True
     feedback_ttl: float = 3600.0
     feedback_max_rows: int = 100_000
@@ -55,6 +55,7 @@ class ServeConfig:
     log_level: str = "INFO"
     value_buckets: tuple[float, ...] = ()
     model_dir: str | None = None
+    fast_path: bool = True
 
 
 def _bool(text: str) -> bool:
@@ -76,6 +77,10 @@ def _floats(text: str) -> tuple[float, ...]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from exc
     return vals
+
+
+def _sample(text: str) -> float | None:
+    return float(text) if text.strip() else None
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -171,10 +176,19 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence-sample",
         type=float,
-        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "0.1") or 0.1),
-        help="share of requests whose confidence is observed; predict_proba is a second call "
-        "to the model, about 30 %% of a request's CPU (docs/benchmarks.md), so 1.0 costs that "
-        "throughput [MODELDEPLOY_CONFIDENCE_SAMPLE]",
+        default=_sample(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "") or ""),
+        help="share of requests whose confidence is observed; default: every request the fast "
+        "path serves (its predict_proba works on the parsed array, or is the prediction), and "
+        "1 in 10 of the others, where predict_proba is a second call through pandas "
+        "[MODELDEPLOY_CONFIDENCE_SAMPLE]",
+    )
+    p.add_argument(
+        "--fast-path",
+        type=_bool,
+        default=_bool(e("MODELDEPLOY_FAST_PATH", "true") or ""),
+        help="read requests straight into the array a scikit-learn model predicts on where the "
+        "signature allows it; the same answers as MLflow's path, which serves everything else "
+        "[MODELDEPLOY_FAST_PATH]",
     )
     p.add_argument(
         "--feedback",
@@ -262,7 +276,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
     ):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-    if not 0.0 < ns.confidence_sample <= 1.0:
+    if ns.confidence_sample is not None and not 0.0 < ns.confidence_sample <= 1.0:
         raise ConfigError("--confidence-sample must be in (0, 1]")
     for name in ("timeout", "feedback_ttl", "header_timeout", "body_timeout"):
         if getattr(ns, name) <= 0:
@@ -295,4 +309,5 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         log_level=str(ns.log_level).upper(),
         value_buckets=ns.value_buckets,
         model_dir=ns.model_dir or None,
+        fast_path=ns.fast_path,
     )

@@ -21,6 +21,7 @@ from modeldeploy.names import ERR_MODEL, REQUEST_ID_BODY_KEY
 from modeldeploy.serving import fault, payload
 from modeldeploy.serving.config import DEFAULT_LATENCY_BUCKETS, ServeConfig
 from modeldeploy.serving.drift import FeatureCounts
+from modeldeploy.serving.fastpath import FastPath, Features
 from modeldeploy.serving.feedback import (
     MAX_LABEL_CHARS,
     PendingPredictions,
@@ -33,6 +34,7 @@ from modeldeploy.serving.loader import LoadedModel
 from modeldeploy.serving.metrics import ServingMetrics, Windows, as_floats
 
 log = logging.getLogger("modeldeploy.serving")
+MLFLOW_CONFIDENCE_SAMPLE = 0.1  # default share on MLflow's path: predict_proba costs a second call
 MAX_REQUEST_ID = 128  # ids we hand out or accept on /invocations are at most this long
 
 
@@ -46,6 +48,7 @@ class Scored:
     outputs: npt.NDArray[Any] | None = None  # one prediction per row, for metrics/feedback
     confidence: npt.NDArray[np.float64] | None = None
     frame: Any = None  # the input DataFrame, for drift
+    features: Features | None = None  # the input matrix, when the fast path served it
     seconds: float | None = None  # the prediction's latency; None: the model never ran
 
 
@@ -105,8 +108,14 @@ class Runtime:
             target_shares=target_shares(model) if self.task != "regression" else (),
         )
         self._confidence = model.classifier if config.confidence else None
+        self.fast = (
+            FastPath.build(model.pyfunc, model.type_hint_signature) if config.fast_path else None
+        )
         # Every k-th request (itertools.count is atomic under the GIL; threads may share it).
-        self._confidence_every = max(1, round(1.0 / config.confidence_sample))
+        # By default every request the fast path serves: its confidence costs little or nothing.
+        sample = config.confidence_sample
+        self._confidence_every = max(1, round(1.0 / (sample or MLFLOW_CONFIDENCE_SAMPLE)))
+        self._confidence_every_fast = max(1, round(1.0 / (sample or 1.0)))
         self._requests = itertools.count()
         self._optional = frozenset(model.input_columns) - frozenset(model.required_columns)
 
@@ -117,6 +126,12 @@ class Runtime:
     ) -> Scored:
         """Parse, check, predict. `clock.started` is set once the input is parsed: the latency
         histogram measures the prediction, not the upload or the parsing of the payload."""
+        if self.fast is not None:
+            features = self.fast.read(body, content_type)
+            if features is not None:
+                fast = self._score_fast(features, request_id, clock)
+                if fast is not None:
+                    return fast
         m = self.model
         try:
             parsed = payload.parse(body, content_type, self.schema, m.type_hint_signature)
@@ -138,6 +153,39 @@ class Runtime:
             scored = Scored(
                 500, error_body(500, ERR_MODEL, str(exc), request_id), ERR_MODEL, str(exc)
             )
+        scored.seconds = time.perf_counter() - started
+        return scored
+
+    def _score_fast(
+        self, features: Features, request_id: str, clock: Clock | None
+    ) -> Scored | None:
+        """The fast path's answer, or None when the model raised: MLflow's path then answers
+        (and decides whose fault it is) exactly as without the fast path."""
+        fast = self.fast
+        assert fast is not None
+        started = time.perf_counter()
+        if clock is not None:
+            clock.started = started
+        confidence = None
+        want = (
+            self._confidence is not None and next(self._requests) % self._confidence_every_fast == 0
+        )
+        try:
+            if want and fast.proba_is_predict:
+                proba = fast.predict_proba(features)
+                raw = fast.classes_from(proba)
+                confidence = proba.max(axis=1).astype(float, copy=False)
+            else:
+                raw = fast.predict(features)
+            body = self._answer(raw, False, request_id)
+        except Exception as exc:
+            log.debug("fast path prediction failed, MLflow's path answers: %s", exc)
+            return None
+        if want and confidence is None:
+            confidence = _top(fast.predict_proba, features)
+        outputs = _outputs(raw)
+        scored = Scored(200, body, outputs=outputs, confidence=confidence, features=features)
+        scored.rows = len(features.matrix)
         scored.seconds = time.perf_counter() - started
         return scored
 
@@ -174,22 +222,27 @@ class Runtime:
             return None
         return f"{reason} (the model raised {type(exc).__name__}: {_first_line(str(exc))})"
 
-    def _success(self, parsed: payload.Parsed, raw: Any, request_id: str) -> Scored:
+    def _answer(self, raw: Any, unwrapped: bool, request_id: str) -> bytes:
+        """MLflow's own writer, so both paths answer the same bytes."""
         from mlflow.pyfunc.scoring_server import predictions_to_json, unwrapped_predictions_to_json
 
         out = StringIO()
+        if unwrapped:
+            unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        elif self.config.request_id_in_body:
+            predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
+        else:
+            predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        return out.getvalue().encode()
+
+    def _success(self, parsed: payload.Parsed, raw: Any, request_id: str) -> Scored:
         try:
-            if parsed.unwrapped:
-                unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
-            elif self.config.request_id_in_body:
-                predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
-            else:
-                predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+            body = self._answer(raw, parsed.unwrapped, request_id)
         except Exception as exc:  # an answer that cannot be written is the model's
             raise ModelFailure(exc) from None
         frame = parsed.data if _is_frame(parsed.data) else None
         outputs = _outputs(raw)
-        scored = Scored(200, out.getvalue().encode(), frame=frame, outputs=outputs)
+        scored = Scored(200, body, frame=frame, outputs=outputs)
         scored.rows = (
             len(frame) if frame is not None else len(outputs) if outputs is not None else 0
         )
@@ -203,13 +256,7 @@ class Runtime:
 
     def _top_probability(self, frame: Any) -> npt.NDArray[np.float64] | None:
         cols = list(self.model.input_columns)
-        try:
-            proba = self._confidence.predict_proba(frame[cols] if cols else frame)  # type: ignore[union-attr]
-            top: npt.NDArray[np.float64] = np.asarray(proba, dtype=float).max(axis=1)
-            return top
-        except Exception as exc:  # confidence is a bonus; the prediction already succeeded
-            log.debug("predict_proba failed: %s", exc)
-            return None
+        return _top(self._confidence.predict_proba, frame[cols] if cols else frame)  # type: ignore[union-attr]
 
     # -- event loop -------------------------------------------------------------------------
 
@@ -229,9 +276,15 @@ class Runtime:
                 self.windows.pending.put(request_id, outputs, time.monotonic())
         if scored.confidence is not None:
             self.metrics.confidence.observe(scored.confidence)
-        if self.windows.drift is not None and scored.frame is not None:
+        drift = self.windows.drift
+        if drift is not None and scored.features is not None:
             try:
-                self.windows.drift.observe(scored.frame)
+                drift.observe_matrix(scored.features.matrix, scored.features.columns)
+            except Exception:  # drift must never fail a request that succeeded
+                log.exception("drift observation failed")
+        elif drift is not None and scored.frame is not None:
+            try:
+                drift.observe(scored.frame)
             except Exception:  # drift must never fail a request that succeeded
                 log.exception("drift observation failed")
 
@@ -322,6 +375,15 @@ class Runtime:
         self.metrics.outcomes(labels, predictions, task)
         self.metrics.feedback("accepted")
         return 200, {"request_id": rid, "accepted": True, "rows": len(labels)}
+
+
+def _top(predict_proba: Any, data: Any) -> npt.NDArray[np.float64] | None:
+    try:
+        top: npt.NDArray[np.float64] = np.asarray(predict_proba(data), dtype=float).max(axis=1)
+        return top
+    except Exception as exc:  # confidence is a bonus; the prediction already succeeded
+        log.debug("predict_proba failed: %s", exc)
+        return None
 
 
 class ModelFailure(Exception):
