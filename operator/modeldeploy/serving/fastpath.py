@@ -42,7 +42,7 @@ from modeldeploy.serving import payload
 log = logging.getLogger("modeldeploy.serving")
 
 # Signature type → the numpy dtype MLflow's parser casts the column to (`DataType.to_pandas`).
-_DTYPES: Final = {
+_DTYPES: Final[dict[str, np.dtype[Any]]] = {
     "double": np.dtype(np.float64),
     "float": np.dtype(np.float32),
     "long": np.dtype(np.int64),
