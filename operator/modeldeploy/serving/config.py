@@ -56,6 +56,8 @@ class ServeConfig:
     value_buckets: tuple[float, ...] = ()
     model_dir: str | None = None
     fast_path: bool = True
+    batch_max_size: int = 32  # 1: no batching
+    batch_window_ms: float = 1.0
 
 
 def _bool(text: str) -> bool:
@@ -191,6 +193,21 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "[MODELDEPLOY_FAST_PATH]",
     )
     p.add_argument(
+        "--batch-max-size",
+        type=int,
+        default=int(e("MODELDEPLOY_BATCH_MAX_SIZE", "32") or 32),
+        help="most requests predicted in one call to the model (fast path); 1 turns adaptive "
+        "batching off [MODELDEPLOY_BATCH_MAX_SIZE]",
+    )
+    p.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=float(e("MODELDEPLOY_BATCH_WINDOW_MS", "1") or 0),
+        help="milliseconds a batch may wait for requests already being read; a lone request "
+        "never waits, and requests arriving while the model is busy form the next batch "
+        "anyway [MODELDEPLOY_BATCH_WINDOW_MS]",
+    )
+    p.add_argument(
         "--feedback",
         type=_bool,
         default=_bool(e("MODELDEPLOY_FEEDBACK", "true") or ""),
@@ -273,11 +290,14 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         "max_body_bytes",
         "threads",
         "feedback_max_rows",
+        "batch_max_size",
     ):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     if ns.confidence_sample is not None and not 0.0 < ns.confidence_sample <= 1.0:
         raise ConfigError("--confidence-sample must be in (0, 1]")
+    if ns.batch_window_ms < 0:
+        raise ConfigError("--batch-window-ms must not be negative")
     for name in ("timeout", "feedback_ttl", "header_timeout", "body_timeout"):
         if getattr(ns, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
@@ -310,4 +330,6 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         value_buckets=ns.value_buckets,
         model_dir=ns.model_dir or None,
         fast_path=ns.fast_path,
+        batch_max_size=ns.batch_max_size,
+        batch_window_ms=ns.batch_window_ms,
     )

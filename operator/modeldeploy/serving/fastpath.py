@@ -259,11 +259,11 @@ class FastPath:
 
     # -- predicting -------------------------------------------------------------------------
 
-    def predict(self, features: Features) -> Any:
-        return self.estimator.predict(features.matrix)
+    def predict(self, matrix: npt.NDArray[Any]) -> Any:
+        return self.estimator.predict(matrix)
 
-    def predict_proba(self, features: Features) -> npt.NDArray[Any]:
-        return np.asarray(self.estimator.predict_proba(features.matrix))
+    def predict_proba(self, matrix: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.asarray(self.estimator.predict_proba(matrix))
 
     def classes_from(self, proba: npt.NDArray[Any]) -> Any:
         """`predict`'s answer from its own predict_proba (only when `proba_is_predict`)."""

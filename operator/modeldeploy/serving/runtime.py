@@ -53,6 +53,15 @@ class Scored:
 
 
 @dataclass
+class Pending:
+    """A request the fast path has read, waiting for its prediction (alone or in a batch)."""
+
+    features: Features
+    request_id: str
+    clock: Clock
+
+
+@dataclass
 class Clock:
     """Set by the prediction thread once the input is parsed, so that a 504 (the loop stops
     waiting) still knows how long the prediction itself has run."""
@@ -122,16 +131,24 @@ class Runtime:
     # -- prediction thread ------------------------------------------------------------------
 
     def score(
-        self, body: bytes, content_type: str | None, request_id: str, clock: Clock | None = None
+        self,
+        body: bytes,
+        content_type: str | None,
+        request_id: str,
+        clock: Clock | None = None,
+        fast: bool = True,
     ) -> Scored:
         """Parse, check, predict. `clock.started` is set once the input is parsed: the latency
-        histogram measures the prediction, not the upload or the parsing of the payload."""
-        if self.fast is not None:
+        histogram measures the prediction, not the upload or the parsing of the payload.
+        `fast=False`: straight to MLflow's path (the fast path already declined)."""
+        if fast and self.fast is not None:
             features = self.fast.read(body, content_type)
             if features is not None:
-                fast = self._score_fast(features, request_id, clock)
-                if fast is not None:
-                    return fast
+                pending = Pending(features, request_id, clock or Clock())
+                pending.clock.started = time.perf_counter()
+                answered = self.score_batch([pending])[0]
+                if answered is not None:
+                    return answered
         m = self.model
         try:
             parsed = payload.parse(body, content_type, self.schema, m.type_hint_signature)
@@ -156,37 +173,74 @@ class Runtime:
         scored.seconds = time.perf_counter() - started
         return scored
 
-    def _score_fast(
-        self, features: Features, request_id: str, clock: Clock | None
-    ) -> Scored | None:
-        """The fast path's answer, or None when the model raised: MLflow's path then answers
-        (and decides whose fault it is) exactly as without the fast path."""
+    def read_fast(self, body: bytes, content_type: str | None) -> Features | None:
+        """The request as the model's matrix, or None when MLflow's path must read it."""
+        return None if self.fast is None else self.fast.read(body, content_type)
+
+    def score_batch(self, batch: list[Pending]) -> list[Scored | None]:
+        """Fast-path answers, one per request, from one model call for the whole batch; None
+        for a request whose prediction failed: MLflow's path then answers it (and decides whose
+        fault it is) exactly as without the fast path. When the batched call fails, each
+        request is retried alone, so one bad row cannot fail its neighbours."""
         fast = self.fast
         assert fast is not None
-        started = time.perf_counter()
-        if clock is not None:
-            clock.started = started
-        confidence = None
-        want = (
-            self._confidence is not None and next(self._requests) % self._confidence_every_fast == 0
+        wants = [self._want_confidence() for _ in batch]
+        if len(batch) > 1:
+            self.metrics.batch_size.observe(len(batch))
+            try:
+                matrix = np.concatenate([p.features.matrix for p in batch])
+                raw, confidence = self._predict_fast(matrix, any(wants))
+                if not isinstance(raw, np.ndarray) or len(raw) != len(matrix):
+                    raise ValueError("not one prediction per row")
+                cuts = np.cumsum([len(p.features.matrix) for p in batch])[:-1]
+                raws = np.split(raw, cuts)
+                tops = np.split(confidence, cuts) if confidence is not None else None
+                return [
+                    self._fast_answer(p, r, tops[i] if tops is not None and want else None)
+                    for i, (p, r, want) in enumerate(zip(batch, raws, wants, strict=True))
+                ]
+            except Exception as exc:
+                log.debug("batched prediction failed, each request alone: %s", exc)
+        out: list[Scored | None] = []
+        for p, want in zip(batch, wants, strict=True):
+            if len(batch) == 1:
+                self.metrics.batch_size.observe(1)
+            try:
+                raw, confidence = self._predict_fast(p.features.matrix, want)
+            except Exception as exc:
+                log.debug("fast path prediction failed, MLflow's path answers: %s", exc)
+                out.append(None)
+                continue
+            out.append(self._fast_answer(p, raw, confidence))
+        return out
+
+    def _want_confidence(self) -> bool:
+        return self._confidence is not None and (
+            next(self._requests) % self._confidence_every_fast == 0
         )
+
+    def _predict_fast(self, matrix: npt.NDArray[Any], want: bool) -> tuple[Any, Any]:
+        """(predictions, top class probabilities or None); raises what the model raises."""
+        fast = self.fast
+        assert fast is not None
+        if want and fast.proba_is_predict:
+            proba = fast.predict_proba(matrix)
+            return fast.classes_from(proba), proba.max(axis=1).astype(float, copy=False)
+        raw = fast.predict(matrix)
+        return raw, _top(fast.predict_proba, matrix) if want else None
+
+    def _fast_answer(self, p: Pending, raw: Any, confidence: Any) -> Scored | None:
         try:
-            if want and fast.proba_is_predict:
-                proba = fast.predict_proba(features)
-                raw = fast.classes_from(proba)
-                confidence = proba.max(axis=1).astype(float, copy=False)
-            else:
-                raw = fast.predict(features)
-            body = self._answer(raw, False, request_id)
+            body = self._answer(raw, False, p.request_id)
         except Exception as exc:
-            log.debug("fast path prediction failed, MLflow's path answers: %s", exc)
+            log.debug("fast path answer could not be written, MLflow's path answers: %s", exc)
             return None
-        if want and confidence is None:
-            confidence = _top(fast.predict_proba, features)
-        outputs = _outputs(raw)
-        scored = Scored(200, body, outputs=outputs, confidence=confidence, features=features)
-        scored.rows = len(features.matrix)
-        scored.seconds = time.perf_counter() - started
+        scored = Scored(
+            200, body, outputs=_outputs(raw), confidence=confidence, features=p.features
+        )
+        scored.rows = len(p.features.matrix)
+        if p.clock.started is not None:
+            scored.seconds = time.perf_counter() - p.clock.started
         return scored
 
     def _predict(self, parsed: payload.Parsed) -> Any:

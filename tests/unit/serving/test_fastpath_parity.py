@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from mlflow.models import infer_signature
 
 from modeldeploy.names import REQUEST_ID_BODY_KEY
 from modeldeploy.serving.config import ServeConfig
@@ -30,52 +27,10 @@ CSV = "text/csv"
 RID = "parity-1"
 
 
-def _frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "a": rng.normal(size=n),
-            "b": rng.integers(0, 10, size=n).astype(np.int64),
-            "c": rng.normal(size=n).astype(np.float32),
-            "d": rng.integers(-5, 5, size=n).astype(np.int32),
-        }
-    )
-
-
-def _models(root: Path) -> dict[str, str]:
-    import mlflow.sklearn
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x = _frame(200, 0)
-    y = (x["a"] + x["b"] / 5 > 1).astype(int)
-    paths: dict[str, str] = {}
-
-    def save(name: str, model: Any, frame: pd.DataFrame) -> None:
-        paths[name] = str(root / name)
-        mlflow.sklearn.save_model(
-            model,
-            paths[name],
-            signature=infer_signature(frame, model.predict(frame)),
-            serialization_format="pickle",
-        )
-
-    save("pipeline", make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y), x)
-    labels = np.where(y == 1, "yes", "no")
-    save("forest", RandomForestClassifier(n_estimators=5, random_state=0).fit(x, labels), x)
-    with_gap = x[["a", "b"]].copy()
-    with_gap.loc[::7, "a"] = np.nan  # an optional column in the signature
-    save("regressor", HistGradientBoostingRegressor(max_iter=10).fit(with_gap, x["c"]), with_gap)
-    return paths
-
-
 @pytest.fixture(scope="module")
-def runtimes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Runtime, Runtime]]:
-    paths = _models(tmp_path_factory.mktemp("models"))
+def runtimes(sklearn_models: dict[str, str]) -> dict[str, tuple[Runtime, Runtime]]:
     out = {}
-    for name, path in paths.items():
+    for name, path in sklearn_models.items():
         pair = []
         for fast in (True, False):
             config = ServeConfig(
