@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from modeldeploy.names import BATCH_MAX_SIZE_ENV, BATCH_WINDOW_ENV
+
 TrustPolicy = Literal["never", "registry", "always"]
 TaskSetting = Literal["auto", "classification", "regression"]
 
@@ -195,14 +197,14 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-max-size",
         type=int,
-        default=int(e("MODELDEPLOY_BATCH_MAX_SIZE", "32") or 32),
+        default=int(e(BATCH_MAX_SIZE_ENV, "32") or 32),
         help="most requests predicted in one call to the model (fast path); 1 turns adaptive "
         "batching off [MODELDEPLOY_BATCH_MAX_SIZE]",
     )
     p.add_argument(
         "--batch-window-ms",
         type=float,
-        default=float(e("MODELDEPLOY_BATCH_WINDOW_MS", "1") or 0),
+        default=float(e(BATCH_WINDOW_ENV, "1") or 0),
         help="milliseconds a batch may wait for requests already being read; a lone request "
         "never waits, and requests arriving while the model is busy form the next batch "
         "anyway [MODELDEPLOY_BATCH_WINDOW_MS]",
