@@ -106,7 +106,8 @@ class ServingApp:
                 "baseline": runtime.model.baseline is not None,
             },
         )
-        if runtime.fast is not None and self.config.batch_max_size > 1:
+        fast = runtime.fast
+        if fast is not None and fast.batchable and self.config.batch_max_size > 1:
             self.batcher = Batcher(
                 runtime.score_batch,
                 self.executor,

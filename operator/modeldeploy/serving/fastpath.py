@@ -78,6 +78,16 @@ _PROBA_IS_PREDICT: Final = frozenset(
         "sklearn.ensemble._forest.ExtraTreesClassifier",
     }
 )
+# What computes each row's output from that row alone, in an order that does not depend on the
+# other rows: tree traversals (and ensembles summing or averaging them per row) and per-column
+# affine scalers. A matrix product (linear models, SVMs, neighbours' distances, MLPs) goes through
+# BLAS, whose rounding can change with the number of rows, so a batched regression value could
+# differ from the unbatched one in its last bits.
+_PER_ROW: Final = ("sklearn.tree.", "sklearn.ensemble.")
+_PER_ROW_SCALERS: Final = frozenset(
+    f"sklearn.preprocessing._data.{name}"
+    for name in ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")
+)
 _NO_NAMES_WARNING: Final = r"X does not have valid feature names, but \w+ was fitted with feature"
 
 
@@ -103,6 +113,10 @@ class FastPath:
         self.proba_is_predict = (
             _qualname(final) in _PROBA_IS_PREDICT and getattr(final, "n_outputs_", 1) == 1
         )
+        # Batching may join this model's requests: its answers do not depend on the other rows
+        # of a batch, exactly (per-row models), or up to rounding in decision values that can
+        # only matter where two classes tie (classifiers, whose answers are class labels).
+        self.batchable = _is_classifier(estimator) or _per_row(estimator)
 
     @classmethod
     def build(cls, pyfunc: Any, type_hint_signature: bool) -> FastPath | None:
@@ -126,7 +140,7 @@ class FastPath:
                 matrix = self._csv(body)
             else:
                 return None
-        except payload.BadRequest:
+        except Exception:  # whatever surprises the reader, MLflow's path answers as before
             return None
         if matrix is None:
             return None
@@ -331,6 +345,25 @@ def _not_positional(estimator: Any) -> str | None:
         if reason:
             return reason
     return _pandas_output(estimator)
+
+
+def _per_row(estimator: Any) -> bool:
+    steps = getattr(estimator, "steps", None)
+    if _qualname(estimator) == "sklearn.pipeline.Pipeline" and isinstance(steps, list):
+        return all(s is None or s == "passthrough" or _per_row(s) for _, s in steps)
+    name = _qualname(estimator)
+    if name in _PER_ROW_SCALERS:
+        return True
+    if not name.startswith(_PER_ROW):
+        return False
+    inner = getattr(estimator, "estimator", None)
+    return inner is None or _per_row(inner)
+
+
+def _is_classifier(estimator: Any) -> bool:
+    from sklearn.base import is_classifier
+
+    return bool(is_classifier(estimator))
 
 
 def _pandas_output(estimator: Any) -> str | None:

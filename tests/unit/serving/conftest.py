@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
+from modeldeploy.serving.config import ServeConfig
+from modeldeploy.serving.loader import LoadedModel, load
+
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -25,8 +28,8 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
 
 def save_models(root: Path) -> dict[str, str]:
     import mlflow.sklearn
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -39,8 +42,9 @@ def save_models(root: Path) -> dict[str, str]:
         mlflow.sklearn.save_model(
             model,
             paths[name],
-            signature=infer_signature(frame, model.predict(frame)),
+            signature=infer_signature(frame, model.predict(frame.fillna(0.0))),
             serialization_format="pickle",
+            pip_requirements=["scikit-learn"],  # no inference: it loads the model in a subprocess
         )
 
     save("pipeline", make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y), x)
@@ -48,7 +52,8 @@ def save_models(root: Path) -> dict[str, str]:
     save("forest", RandomForestClassifier(n_estimators=5, random_state=0).fit(x, labels), x)
     with_gap = x[["a", "b"]].copy()
     with_gap.loc[::7, "a"] = np.nan  # an optional column in the signature
-    save("regressor", HistGradientBoostingRegressor(max_iter=10).fit(with_gap, x["c"]), with_gap)
+    regressor = Ridge().fit(x[["a", "b"]], x["c"])
+    save("regressor", regressor, with_gap)
     return paths
 
 
@@ -56,5 +61,14 @@ def save_models(root: Path) -> dict[str, str]:
 def sklearn_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Paths of: "pipeline" (StandardScaler + LogisticRegression, fitted on a DataFrame of
     double, long, float and integer columns), "forest" (RandomForestClassifier with string
-    classes) and "regressor" (HistGradientBoostingRegressor with an optional column)."""
+    classes) and "regressor" (Ridge whose signature has an optional column)."""
     return save_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def loaded_models(sklearn_models: dict[str, str]) -> dict[str, LoadedModel]:
+    """The same models loaded once by the server's loader (Runtimes only read them)."""
+    return {
+        name: load(ServeConfig(model_uri=path, trust_model_code="always"))
+        for name, path in sklearn_models.items()
+    }

@@ -19,7 +19,7 @@ import pytest
 
 from modeldeploy.names import REQUEST_ID_BODY_KEY
 from modeldeploy.serving.config import ServeConfig
-from modeldeploy.serving.loader import load
+from modeldeploy.serving.loader import LoadedModel
 from modeldeploy.serving.runtime import Runtime, Scored
 
 JSON = "application/json"
@@ -28,16 +28,16 @@ RID = "parity-1"
 
 
 @pytest.fixture(scope="module")
-def runtimes(sklearn_models: dict[str, str]) -> dict[str, tuple[Runtime, Runtime]]:
+def runtimes(loaded_models: dict[str, LoadedModel]) -> dict[str, tuple[Runtime, Runtime]]:
     out = {}
-    for name, path in sklearn_models.items():
+    for name, loaded in loaded_models.items():
         pair = []
         for fast in (True, False):
             config = ServeConfig(
-                model_uri=path, trust_model_code="always", drift=True, feedback=False,
+                model_uri=loaded.info.uri, drift=True, feedback=False,
                 fast_path=fast, confidence_sample=1.0,
             )  # fmt: skip
-            pair.append(Runtime(config, load(config)))
+            pair.append(Runtime(config, loaded))
         out[name] = (pair[0], pair[1])
     return out
 
@@ -126,6 +126,8 @@ def corpus(cols: list[str]) -> Iterator[tuple[str, bytes, str, bool | None]]:
         JSON,
         False,
     )
+    yield "unhashable column name", _split([[cols[0]], *cols[1:]], rows), JSON, False
+    yield "number as column name", _split([1, *cols[1:]], rows), JSON, False
     yield "two formats", json.dumps({"inputs": [], "instances": []}).encode(), JSON, False
     yield "not json", b"{nope", JSON, False
     yield "wrong media type", _csv(cols, rows), "text/plain", False
