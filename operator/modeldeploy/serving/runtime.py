@@ -186,12 +186,12 @@ class Runtime:
         assert fast is not None
         wants = [self._want_confidence() for _ in batch]
         if len(batch) > 1:
-            self.metrics.batch_size.observe(len(batch))
             try:
                 matrix = np.concatenate([p.features.matrix for p in batch])
                 raw, confidence = self._predict_fast(matrix, any(wants))
                 if not isinstance(raw, np.ndarray) or len(raw) != len(matrix):
                     raise ValueError("not one prediction per row")
+                self.metrics.batch_size.observe(len(batch))
                 cuts = np.cumsum([len(p.features.matrix) for p in batch])[:-1]
                 raws = np.split(raw, cuts)
                 tops = np.split(confidence, cuts) if confidence is not None else None
@@ -203,14 +203,13 @@ class Runtime:
                 log.debug("batched prediction failed, each request alone: %s", exc)
         out: list[Scored | None] = []
         for p, want in zip(batch, wants, strict=True):
-            if len(batch) == 1:
-                self.metrics.batch_size.observe(1)
             try:
                 raw, confidence = self._predict_fast(p.features.matrix, want)
             except Exception as exc:
                 log.debug("fast path prediction failed, MLflow's path answers: %s", exc)
                 out.append(None)
                 continue
+            self.metrics.batch_size.observe(1)
             out.append(self._fast_answer(p, raw, confidence))
         return out
 
