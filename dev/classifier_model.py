@@ -16,8 +16,10 @@ How the serving runtime (operator/modeldeploy/serving) exports their metrics:
 * `prediction_confidence` (the top class probability per row) is observed only for a model whose
   `get_raw_model()` is a scikit-learn classifier with `predict_proba`, and only for requests whose
   input is a frame (`dataframe_split` / `dataframe_records`, not `inputs`), on a sample of them
-  (MODELDEPLOY_CONFIDENCE_SAMPLE, default 0.1). A custom `mlflow.pyfunc.PythonModel` never has
-  a raw model (MLflow's wrapper of it has no `get_raw_model`), so it cannot export confidence.
+  (MODELDEPLOY_CONFIDENCE_SAMPLE: by default 1 in 10 on MLflow's path, which this model takes,
+  its class not being scikit-learn's; every request on the fast path). A custom
+  `mlflow.pyfunc.PythonModel` never has a raw model (MLflow's wrapper of it has no
+  `get_raw_model`), so it cannot export confidence.
 
 So `ThresholdClassifier` is a scikit-learn classifier (ClassifierMixin: `is_classifier` is true,
 so its `classes_` series start at zero) that learns nothing, logged with MLflow's sklearn flavor

@@ -43,6 +43,10 @@ MODEL_LOAD_SECONDS: Final = "model_load_duration_seconds"  # gauge
 PREDICTION_CONFIDENCE: Final = "prediction_confidence"  # histogram of the top class probability
 PREDICTION_CLASS: Final = "prediction_class_total"  # counter, label `class`
 PREDICTION_VALUE: Final = "prediction_value"  # histogram of regression outputs
+PREDICTION_BATCH_SIZE: Final = "prediction_batch_size"  # histogram: requests per model call
+# Serving runtime variables the operator renders from spec.serving.batching.
+BATCH_MAX_SIZE_ENV: Final = "MODELDEPLOY_BATCH_MAX_SIZE"
+BATCH_WINDOW_ENV: Final = "MODELDEPLOY_BATCH_WINDOW_MS"
 # prometheus_client's process collector, on every serving pod: the serving process's own CPU and
 # memory, with the scrape's namespace/modeldeployment/pod labels (no model labels).
 PROCESS_CPU: Final = "process_cpu_seconds_total"

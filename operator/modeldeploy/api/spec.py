@@ -68,6 +68,14 @@ class AutoscalingSpec:
 
 
 @dataclass(frozen=True)
+class BatchingSpec:
+    """spec.serving.batching: the serving runtime's adaptive batching (serving/batching.py)."""
+
+    max_batch_size: int = 32
+    window_ms: int = 1
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     image: str | None = None
     image_pull_policy: str | None = None
@@ -79,6 +87,7 @@ class ServingSpec:
     service_account_name: str | None = None
     progress_deadline: float = 600.0
     autoscaling: AutoscalingSpec | None = None
+    batching: BatchingSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +307,20 @@ def _parse_serving(d: Mapping[str, Any]) -> ServingSpec:
         service_account_name=_opt_str(d, "serviceAccountName", p),
         progress_deadline=deadline,
         autoscaling=_parse_autoscaling(d.get("autoscaling")),
+        batching=_parse_batching(d.get("batching")),
     )
+
+
+def _parse_batching(d: Any) -> BatchingSpec | None:
+    p = "spec.serving.batching"
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise SpecError(p, "must be an object")
+    _, window = _duration(d, "window", p, "1ms")
+    if window > 1:
+        raise SpecError(f"{p}.window", "must be at most 1s")
+    return BatchingSpec(_int(d, "maxBatchSize", p, 32, 1, 1024), round(window * 1000))
 
 
 def _parse_autoscaling(d: Any) -> AutoscalingSpec | None:

@@ -119,11 +119,24 @@ def _env(ctx: RenderContext) -> list[dict[str, str]]:
         ("MLFLOW_DISABLE_TELEMETRY", "true"),
         ("MODELDEPLOY_NAMESPACE", ctx.namespace),
         ("MODELDEPLOYMENT", ctx.name),
+        *_batching_env(ctx),
         *ctx.serving_env,
     ]
     taken = {k for k, _ in fixed}
     user = [(k, v) for k, v in ctx.spec.serving.env if k not in taken]
     return [{"name": k, "value": v} for k, v in (*fixed, *user)]
+
+
+def _batching_env(ctx: RenderContext) -> list[tuple[str, str]]:
+    """spec.serving.batching as the serving runtime's variables (serving/config.py); unset, the
+    runtime's own defaults apply."""
+    batching = ctx.spec.serving.batching
+    if batching is None:
+        return []
+    return [
+        (names.BATCH_MAX_SIZE_ENV, str(batching.max_batch_size)),
+        (names.BATCH_WINDOW_ENV, str(batching.window_ms)),
+    ]
 
 
 def build_deployment(ctx: RenderContext) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from modeldeploy.names import BATCH_MAX_SIZE_ENV, BATCH_WINDOW_ENV
+
 TrustPolicy = Literal["never", "registry", "always"]
 TaskSetting = Literal["auto", "classification", "regression"]
 
@@ -44,7 +46,7 @@ class ServeConfig:
     drift: bool = True
     baseline: str | None = None
     confidence: bool = True
-    confidence_sample: float = 0.1
+    confidence_sample: float | None = None  # None: every fast-path request, 1 in 10 others
     feedback: bool = True
     feedback_ttl: float = 3600.0
     feedback_max_rows: int = 100_000
@@ -55,6 +57,9 @@ class ServeConfig:
     log_level: str = "INFO"
     value_buckets: tuple[float, ...] = ()
     model_dir: str | None = None
+    fast_path: bool = True
+    batch_max_size: int = 32  # 1: no batching
+    batch_window_ms: float = 1.0
 
 
 def _bool(text: str) -> bool:
@@ -76,6 +81,10 @@ def _floats(text: str) -> tuple[float, ...]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from exc
     return vals
+
+
+def _sample(text: str) -> float | None:
+    return float(text) if text.strip() else None
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -171,10 +180,34 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence-sample",
         type=float,
-        default=float(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "0.1") or 0.1),
-        help="share of requests whose confidence is observed; predict_proba is a second call "
-        "to the model, about 30 %% of a request's CPU (docs/benchmarks.md), so 1.0 costs that "
-        "throughput [MODELDEPLOY_CONFIDENCE_SAMPLE]",
+        default=_sample(e("MODELDEPLOY_CONFIDENCE_SAMPLE", "") or ""),
+        help="share of requests whose confidence is observed; default: every request the fast "
+        "path serves (its predict_proba works on the parsed array, or is the prediction), and "
+        "1 in 10 of the others, where predict_proba is a second call through pandas "
+        "[MODELDEPLOY_CONFIDENCE_SAMPLE]",
+    )
+    p.add_argument(
+        "--fast-path",
+        type=_bool,
+        default=_bool(e("MODELDEPLOY_FAST_PATH", "true") or ""),
+        help="read requests straight into the array a scikit-learn model predicts on where the "
+        "signature allows it; the same answers as MLflow's path, which serves everything else "
+        "[MODELDEPLOY_FAST_PATH]",
+    )
+    p.add_argument(
+        "--batch-max-size",
+        type=int,
+        default=int(e(BATCH_MAX_SIZE_ENV, "32") or 32),
+        help="most requests predicted in one call to the model (fast path); 1 turns adaptive "
+        "batching off [MODELDEPLOY_BATCH_MAX_SIZE]",
+    )
+    p.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=float(e(BATCH_WINDOW_ENV, "1") or 0),
+        help="milliseconds a batch may wait for requests already being read; a lone request "
+        "never waits, and requests arriving while the model is busy form the next batch "
+        "anyway [MODELDEPLOY_BATCH_WINDOW_MS]",
     )
     p.add_argument(
         "--feedback",
@@ -259,11 +292,14 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         "max_body_bytes",
         "threads",
         "feedback_max_rows",
+        "batch_max_size",
     ):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-    if not 0.0 < ns.confidence_sample <= 1.0:
+    if ns.confidence_sample is not None and not 0.0 < ns.confidence_sample <= 1.0:
         raise ConfigError("--confidence-sample must be in (0, 1]")
+    if ns.batch_window_ms < 0:
+        raise ConfigError("--batch-window-ms must not be negative")
     for name in ("timeout", "feedback_ttl", "header_timeout", "body_timeout"):
         if getattr(ns, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
@@ -295,4 +331,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         log_level=str(ns.log_level).upper(),
         value_buckets=ns.value_buckets,
         model_dir=ns.model_dir or None,
+        fast_path=ns.fast_path,
+        batch_max_size=ns.batch_max_size,
+        batch_window_ms=ns.batch_window_ms,
     )

@@ -120,6 +120,21 @@ class FeatureCounts:
             matrix = frame.to_numpy(dtype=float)
         except (TypeError, ValueError):
             matrix = frame.to_numpy(dtype=object)
+        self._count(matrix, positions)
+
+    def observe_matrix(self, matrix: npt.NDArray[Any], columns: tuple[str, ...]) -> None:
+        """Add the rows of a numeric matrix whose columns are `columns` (the fast path's)."""
+        if not self.names or len(matrix) == 0:
+            return
+        positions = self._positions.get(columns)
+        if positions is None:
+            at = {col: i for i, col in enumerate(columns)}
+            positions = [at.get(name, -1) for name in self.names]
+            self._positions[columns] = positions  # one fixed column tuple per model
+        self._count(matrix.astype(float, copy=False), positions)  # as observe's to_numpy
+
+    def _count(self, matrix: npt.NDArray[Any], positions: list[int]) -> None:
+        n = len(matrix)
         idx = np.empty((n, len(self.names)), dtype=np.int64)
         for j, (pos, binner) in enumerate(zip(positions, self.binners, strict=True)):
             idx[:, j] = binner.missing if pos < 0 else binner(matrix[:, pos])

@@ -47,6 +47,7 @@ CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_VALUE_BUCKETS = tuple(
     sorted({s * 10.0**e for e in range(-2, 5) for s in (-1, 1)} | {0.0})
 )  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MAX_CLASSES = 100
 OTHER_CLASS = OTHER_LABEL
 # Known classes up to this many get every (true, predicted) outcome series at start: n² series.
@@ -142,6 +143,14 @@ class ServingMetrics:
             MODEL_LABELS,
             registry=reg,
             buckets=latency_buckets,
+        ).labels(*lv)
+        self.batch_size = Histogram(
+            names.PREDICTION_BATCH_SIZE,
+            "Requests answered by one call to the model on the fast path (1: alone; more: "
+            "adaptive batching gathered concurrent requests).",
+            MODEL_LABELS,
+            registry=reg,
+            buckets=BATCH_BUCKETS,
         ).labels(*lv)
         self._requests = Counter(
             names.PREDICTION_REQUESTS,

@@ -21,6 +21,7 @@ from modeldeploy.names import ERR_MODEL, REQUEST_ID_BODY_KEY
 from modeldeploy.serving import fault, payload
 from modeldeploy.serving.config import DEFAULT_LATENCY_BUCKETS, ServeConfig
 from modeldeploy.serving.drift import FeatureCounts
+from modeldeploy.serving.fastpath import FastPath, Features
 from modeldeploy.serving.feedback import (
     MAX_LABEL_CHARS,
     PendingPredictions,
@@ -33,6 +34,7 @@ from modeldeploy.serving.loader import LoadedModel
 from modeldeploy.serving.metrics import ServingMetrics, Windows, as_floats
 
 log = logging.getLogger("modeldeploy.serving")
+MLFLOW_CONFIDENCE_SAMPLE = 0.1  # default share on MLflow's path: predict_proba costs a second call
 MAX_REQUEST_ID = 128  # ids we hand out or accept on /invocations are at most this long
 
 
@@ -46,7 +48,17 @@ class Scored:
     outputs: npt.NDArray[Any] | None = None  # one prediction per row, for metrics/feedback
     confidence: npt.NDArray[np.float64] | None = None
     frame: Any = None  # the input DataFrame, for drift
+    features: Features | None = None  # the input matrix, when the fast path served it
     seconds: float | None = None  # the prediction's latency; None: the model never ran
+
+
+@dataclass
+class Pending:
+    """A request the fast path has read, waiting for its prediction (alone or in a batch)."""
+
+    features: Features
+    request_id: str
+    clock: Clock
 
 
 @dataclass
@@ -105,18 +117,38 @@ class Runtime:
             target_shares=target_shares(model) if self.task != "regression" else (),
         )
         self._confidence = model.classifier if config.confidence else None
+        self.fast = (
+            FastPath.build(model.pyfunc, model.type_hint_signature) if config.fast_path else None
+        )
         # Every k-th request (itertools.count is atomic under the GIL; threads may share it).
-        self._confidence_every = max(1, round(1.0 / config.confidence_sample))
+        # By default every request the fast path serves: its confidence costs little or nothing.
+        sample = config.confidence_sample
+        self._confidence_every = max(1, round(1.0 / (sample or MLFLOW_CONFIDENCE_SAMPLE)))
+        self._confidence_every_fast = max(1, round(1.0 / (sample or 1.0)))
         self._requests = itertools.count()
         self._optional = frozenset(model.input_columns) - frozenset(model.required_columns)
 
     # -- prediction thread ------------------------------------------------------------------
 
     def score(
-        self, body: bytes, content_type: str | None, request_id: str, clock: Clock | None = None
+        self,
+        body: bytes,
+        content_type: str | None,
+        request_id: str,
+        clock: Clock | None = None,
+        fast: bool = True,
     ) -> Scored:
         """Parse, check, predict. `clock.started` is set once the input is parsed: the latency
-        histogram measures the prediction, not the upload or the parsing of the payload."""
+        histogram measures the prediction, not the upload or the parsing of the payload.
+        `fast=False`: straight to MLflow's path (the fast path already declined)."""
+        if fast and self.fast is not None:
+            features = self.fast.read(body, content_type)
+            if features is not None:
+                pending = Pending(features, request_id, clock or Clock())
+                pending.clock.started = time.perf_counter()
+                answered = self.score_batch([pending])[0]
+                if answered is not None:
+                    return answered
         m = self.model
         try:
             parsed = payload.parse(body, content_type, self.schema, m.type_hint_signature)
@@ -139,6 +171,75 @@ class Runtime:
                 500, error_body(500, ERR_MODEL, str(exc), request_id), ERR_MODEL, str(exc)
             )
         scored.seconds = time.perf_counter() - started
+        return scored
+
+    def read_fast(self, body: bytes, content_type: str | None) -> Features | None:
+        """The request as the model's matrix, or None when MLflow's path must read it."""
+        return None if self.fast is None else self.fast.read(body, content_type)
+
+    def score_batch(self, batch: list[Pending]) -> list[Scored | None]:
+        """Fast-path answers, one per request, from one model call for the whole batch; None
+        for a request whose prediction failed: MLflow's path then answers it (and decides whose
+        fault it is) exactly as without the fast path. When the batched call fails, each
+        request is retried alone, so one bad row cannot fail its neighbours."""
+        fast = self.fast
+        assert fast is not None
+        wants = [self._want_confidence() for _ in batch]
+        if len(batch) > 1:
+            try:
+                matrix = np.concatenate([p.features.matrix for p in batch])
+                raw, confidence = self._predict_fast(matrix, any(wants))
+                if not isinstance(raw, np.ndarray) or len(raw) != len(matrix):
+                    raise ValueError("not one prediction per row")
+                self.metrics.batch_size.observe(len(batch))
+                cuts = np.cumsum([len(p.features.matrix) for p in batch])[:-1]
+                raws = np.split(raw, cuts)
+                tops = np.split(confidence, cuts) if confidence is not None else None
+                return [
+                    self._fast_answer(p, r, tops[i] if tops is not None and want else None)
+                    for i, (p, r, want) in enumerate(zip(batch, raws, wants, strict=True))
+                ]
+            except Exception as exc:
+                log.debug("batched prediction failed, each request alone: %s", exc)
+        out: list[Scored | None] = []
+        for p, want in zip(batch, wants, strict=True):
+            try:
+                raw, confidence = self._predict_fast(p.features.matrix, want)
+            except Exception as exc:
+                log.debug("fast path prediction failed, MLflow's path answers: %s", exc)
+                out.append(None)
+                continue
+            self.metrics.batch_size.observe(1)
+            out.append(self._fast_answer(p, raw, confidence))
+        return out
+
+    def _want_confidence(self) -> bool:
+        return self._confidence is not None and (
+            next(self._requests) % self._confidence_every_fast == 0
+        )
+
+    def _predict_fast(self, matrix: npt.NDArray[Any], want: bool) -> tuple[Any, Any]:
+        """(predictions, top class probabilities or None); raises what the model raises."""
+        fast = self.fast
+        assert fast is not None
+        if want and fast.proba_is_predict:
+            proba = fast.predict_proba(matrix)
+            return fast.classes_from(proba), proba.max(axis=1).astype(float, copy=False)
+        raw = fast.predict(matrix)
+        return raw, _top(fast.predict_proba, matrix) if want else None
+
+    def _fast_answer(self, p: Pending, raw: Any, confidence: Any) -> Scored | None:
+        try:
+            body = self._answer(raw, False, p.request_id)
+        except Exception as exc:
+            log.debug("fast path answer could not be written, MLflow's path answers: %s", exc)
+            return None
+        scored = Scored(
+            200, body, outputs=_outputs(raw), confidence=confidence, features=p.features
+        )
+        scored.rows = len(p.features.matrix)
+        if p.clock.started is not None:
+            scored.seconds = time.perf_counter() - p.clock.started
         return scored
 
     def _predict(self, parsed: payload.Parsed) -> Any:
@@ -174,22 +275,27 @@ class Runtime:
             return None
         return f"{reason} (the model raised {type(exc).__name__}: {_first_line(str(exc))})"
 
-    def _success(self, parsed: payload.Parsed, raw: Any, request_id: str) -> Scored:
+    def _answer(self, raw: Any, unwrapped: bool, request_id: str) -> bytes:
+        """MLflow's own writer, so both paths answer the same bytes."""
         from mlflow.pyfunc.scoring_server import predictions_to_json, unwrapped_predictions_to_json
 
         out = StringIO()
+        if unwrapped:
+            unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        elif self.config.request_id_in_body:
+            predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
+        else:
+            predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+        return out.getvalue().encode()
+
+    def _success(self, parsed: payload.Parsed, raw: Any, request_id: str) -> Scored:
         try:
-            if parsed.unwrapped:
-                unwrapped_predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
-            elif self.config.request_id_in_body:
-                predictions_to_json(raw, out, {REQUEST_ID_BODY_KEY: request_id})  # type: ignore[no-untyped-call]
-            else:
-                predictions_to_json(raw, out)  # type: ignore[no-untyped-call]
+            body = self._answer(raw, parsed.unwrapped, request_id)
         except Exception as exc:  # an answer that cannot be written is the model's
             raise ModelFailure(exc) from None
         frame = parsed.data if _is_frame(parsed.data) else None
         outputs = _outputs(raw)
-        scored = Scored(200, out.getvalue().encode(), frame=frame, outputs=outputs)
+        scored = Scored(200, body, frame=frame, outputs=outputs)
         scored.rows = (
             len(frame) if frame is not None else len(outputs) if outputs is not None else 0
         )
@@ -203,13 +309,7 @@ class Runtime:
 
     def _top_probability(self, frame: Any) -> npt.NDArray[np.float64] | None:
         cols = list(self.model.input_columns)
-        try:
-            proba = self._confidence.predict_proba(frame[cols] if cols else frame)  # type: ignore[union-attr]
-            top: npt.NDArray[np.float64] = np.asarray(proba, dtype=float).max(axis=1)
-            return top
-        except Exception as exc:  # confidence is a bonus; the prediction already succeeded
-            log.debug("predict_proba failed: %s", exc)
-            return None
+        return _top(self._confidence.predict_proba, frame[cols] if cols else frame)  # type: ignore[union-attr]
 
     # -- event loop -------------------------------------------------------------------------
 
@@ -229,9 +329,15 @@ class Runtime:
                 self.windows.pending.put(request_id, outputs, time.monotonic())
         if scored.confidence is not None:
             self.metrics.confidence.observe(scored.confidence)
-        if self.windows.drift is not None and scored.frame is not None:
+        drift = self.windows.drift
+        if drift is not None and scored.features is not None:
             try:
-                self.windows.drift.observe(scored.frame)
+                drift.observe_matrix(scored.features.matrix, scored.features.columns)
+            except Exception:  # drift must never fail a request that succeeded
+                log.exception("drift observation failed")
+        elif drift is not None and scored.frame is not None:
+            try:
+                drift.observe(scored.frame)
             except Exception:  # drift must never fail a request that succeeded
                 log.exception("drift observation failed")
 
@@ -322,6 +428,15 @@ class Runtime:
         self.metrics.outcomes(labels, predictions, task)
         self.metrics.feedback("accepted")
         return 200, {"request_id": rid, "accepted": True, "rows": len(labels)}
+
+
+def _top(predict_proba: Any, data: Any) -> npt.NDArray[np.float64] | None:
+    try:
+        top: npt.NDArray[np.float64] = np.asarray(predict_proba(data), dtype=float).max(axis=1)
+        return top
+    except Exception as exc:  # confidence is a bonus; the prediction already succeeded
+        log.debug("predict_proba failed: %s", exc)
+        return None
 
 
 class ModelFailure(Exception):

@@ -593,3 +593,23 @@ def test_error_rate_alert_counts_only_requests_the_version_answered_for(
         check=False,
     )
     assert result.returncode == 0, f"promtool test rules:\n{result.stdout}{result.stderr}"
+
+
+def test_batching_is_rendered_into_the_serving_env_and_beats_user_env() -> None:
+    ctx = context("pinned_version_full_serving")
+    spec = parse_spec(
+        {
+            "model": {"name": "m"},
+            "serving": {
+                "batching": {"maxBatchSize": 8, "window": "2ms"},
+                "env": [{"name": "MODELDEPLOY_BATCH_MAX_SIZE", "value": "64"}],
+            },
+        }
+    )
+    env = render.build_deployment(replace(ctx, spec=spec))["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+    values = [(e["name"], e["value"]) for e in env if "BATCH" in e["name"]]
+    assert values == [("MODELDEPLOY_BATCH_MAX_SIZE", "8"), ("MODELDEPLOY_BATCH_WINDOW_MS", "2")]
+    unset = render.build_deployment(ctx)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not [e for e in unset if "BATCH" in e["name"]]  # the runtime's defaults apply

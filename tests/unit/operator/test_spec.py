@@ -13,7 +13,7 @@ import yaml
 
 from modeldeploy import names
 from modeldeploy.api.durations import parse_duration
-from modeldeploy.api.spec import ModelDeploymentSpec, SpecError, parse_spec
+from modeldeploy.api.spec import BatchingSpec, ModelDeploymentSpec, SpecError, parse_spec
 
 CRD = Path(__file__).resolve().parents[3] / "crds" / "modeldeploy.io_modeldeployments.yaml"
 SECTIONS = ("serving", "monitoring", "registry", "rollback")
@@ -305,3 +305,18 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_batching_is_parsed_with_the_runtime_defaults_and_bounds() -> None:
+    assert parse_spec(spec_with(serving={})).serving.batching is None
+    batching = parse_spec(spec_with(serving={"batching": {}})).serving.batching
+    assert batching == BatchingSpec(max_batch_size=32, window_ms=1)
+    batching = parse_spec(spec_with(serving={"batching": {"maxBatchSize": 1, "window": "0ms"}}))
+    assert batching.serving.batching == BatchingSpec(max_batch_size=1, window_ms=0)
+    for bad, where in (
+        ({"maxBatchSize": 0}, "maxBatchSize"),
+        ({"window": "2s"}, "window"),
+        ({"window": "soon"}, "window"),
+    ):
+        with pytest.raises(SpecError, match=where):
+            parse_spec(spec_with(serving={"batching": bad}))
