@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,25 +100,28 @@ def _key(obj: Mapping[str, Any]) -> ChildKey:
     return (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
 
 
-def _newer(candidate: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
-    """Whether `candidate` may replace `stored`. resourceVersions are opaque to clients, but an
-    answer older than one already stored must not win: a watch event of the state before our
-    apply arrives after the apply's response. Numeric versions (etcd's revisions) are compared;
-    anything else is taken as newer."""
-    a = (candidate.get("metadata") or {}).get("resourceVersion")
-    b = (stored.get("metadata") or {}).get("resourceVersion")
+def _newer(candidate: Any, stored: Any) -> bool:
+    """Whether a body of resourceVersion `candidate` may replace one of `stored`.
+    resourceVersions are opaque to clients, but an answer older than one already stored must
+    not win: a watch event of the state before our apply arrives after the apply's response.
+    Numeric versions (etcd's revisions) are compared; anything else is taken as newer."""
     try:
-        return int(a) >= int(b)  # type: ignore[arg-type]
+        return int(candidate) >= int(stored)
     except (TypeError, ValueError):
         return True
 
 
 class ChildStore:
     """The latest known body of each watched child, without its managedFields (the largest
-    part, and read only on the rare 422 path, with a GET of its own)."""
+    part, and read only on the rare 422 path, with a GET of its own). Bodies are kept as
+    zlib-compressed compact JSON and decoded on each read: at 1000 ModelDeployments the four
+    children as Python dicts took ~50 MB (the PrometheusRule alone ~13 kB of JSON each), as
+    compressed JSON ~4 MB, for ~0.1 ms per read or event (measured for issue 14; the operator's
+    peak RSS goal is 250 MiB). Each read is a fresh copy, so nobody can change a stored body and
+    a body stored from kopf's event is independent of kopf."""
 
     def __init__(self) -> None:
-        self._objects: dict[ChildKey, dict[str, Any]] = {}
+        self._objects: dict[ChildKey, tuple[Any, bytes]] = {}  # (resourceVersion, zlib JSON)
         self._lock = threading.Lock()
 
     def seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -134,16 +138,23 @@ class ChildStore:
         if body.get("kind") not in WATCHED_KINDS:
             return
         meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-        slim = {**body, "metadata": meta}
-        key = _key(slim)
+        key = _key({**body, "metadata": meta})
+        rv = meta.get("resourceVersion")
+        packed = zlib.compress(
+            json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode(), 1
+        )
         with self._lock:
             stored = self._objects.get(key)
-            if stored is None or _newer(slim, stored):
-                self._objects[key] = slim
+            if stored is None or _newer(rv, stored[0]):
+                self._objects[key] = (rv, packed)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            return self._objects.get((kind, namespace, name))
+            stored = self._objects.get((kind, namespace, name))
+        if stored is None:
+            return None
+        body: dict[str, Any] = json.loads(zlib.decompress(stored[1]))
+        return body
 
     def drop(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
@@ -156,8 +167,7 @@ class ChildStore:
 
 class Informed:
     """A KubeAPI whose child reads come from the store and whose applies write only what differs.
-    Every other call goes to the wrapped KubeAPI unchanged. Bodies handed out are the stored ones:
-    callers read them and must not change them."""
+    Every other call goes to the wrapped KubeAPI unchanged."""
 
     def __init__(self, kube: KubeAPI, store: ChildStore) -> None:
         self._kube, self.store = kube, store

@@ -149,6 +149,19 @@ def test_an_older_event_does_not_replace_a_newer_body() -> None:
     assert "managedFields" not in store.get("Service", NS, NAME)["metadata"]  # type: ignore[index]
 
 
+def test_the_store_hands_out_copies_independent_of_the_event_body() -> None:
+    """Bodies are stored encoded: neither the event's body (kopf's) changing afterwards nor a
+    reader changing what it got can change what the next reader sees."""
+    store = ChildStore()
+    body = service()
+    store.seen("ADDED", body)
+    body["spec"]["ports"][0]["port"] = 1
+    got = store.get("Service", NS, NAME)
+    assert got is not None and got["spec"]["ports"][0]["port"] == 8080
+    got["spec"]["ports"][0]["port"] = 2
+    assert store.get("Service", NS, NAME)["spec"]["ports"][0]["port"] == 8080  # type: ignore[index]
+
+
 def test_an_idle_reconcile_makes_no_api_write_even_after_a_restart() -> None:
     kube = FakeKube(monitoring=frozenset({"ServiceMonitor", "PrometheusRule"}))
     registry = FakeRegistry()
