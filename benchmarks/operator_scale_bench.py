@@ -316,9 +316,10 @@ class Bench:
                 f"({dict(r.writes_by.most_common(6))}), CPU {r.cpu:.1f} % of a core"
             )
 
+            assert op.webhook_name is not None
+            wait(lambda: self.subscribed(op), 60, "the operator's MLflow webhook registered")
             r.webhook_first, r.webhook_all = self.move(models[0], "2", shared_keys, statuses)
             say(f"N={n}: webhook move: first {r.webhook_first:.1f} s, all {r.webhook_all:.1f} s")
-            assert op.webhook_name is not None
             delete_registry_webhooks(self.mlflow_uri, {op.webhook_name})
             r.poll_first, r.poll_all = self.move(models[0], "1", shared_keys, statuses)
             say(f"N={n}: polling move: first {r.poll_first:.1f} s, all {r.poll_all:.1f} s")
@@ -338,6 +339,16 @@ class Bench:
             if op.webhook_name:
                 delete_registry_webhooks(self.mlflow_uri, {op.webhook_name})
             self.cleanup(names)
+
+    def subscribed(self, op: Operator) -> bool:
+        token = None
+        while True:
+            page = self.reg.client.list_webhooks(page_token=token)
+            if any(h.name == op.webhook_name for h in page):
+                return True
+            token = page.token
+            if not token:
+                return False
 
     def move(
         self, model: str, version: str, keys: list[tuple[str, str]], statuses: Statuses
