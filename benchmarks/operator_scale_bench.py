@@ -421,7 +421,8 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
         f"cluster, MLflow. One `modeldeploy operator` with its default flags plus the registry "
         f"webhook, {'every namespace' if b.cluster_wide else 'its namespaces named'}; "
         f"{b.models} registered models, {b.namespaces} namespaces, one replica per "
-        f"ModelDeployment, the first {b.shared} following one shared model. One run per size. "
+        f"ModelDeployment, the first min({b.shared}, N/2) following one shared model. One run per "
+        "size. "
         "Method in `benchmarks/operator_scale_bench.py`.",
         "",
         "| N | apply → all Healthy | operator peak RSS | idle API writes per object per minute "
@@ -479,7 +480,10 @@ def revision() -> str:
 
     src = Path(modeldeploy.__file__).resolve().parent
     res = subprocess.run(
-        ["git", "-C", str(src), "log", "-1", "--format=%h"], capture_output=True, text=True
+        # The last commit that changed the operator's code, not the checkout's newest.
+        ["git", "-C", str(src), "log", "-1", "--format=%h", "--", "."],
+        capture_output=True,
+        text=True,
     )
     return f"`{res.stdout.strip() or '?'}` ({src.parent.parent})"
 
