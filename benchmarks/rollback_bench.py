@@ -40,7 +40,12 @@ from kubernetes import client, watch  # noqa: E402
 from podrunner import LocalPods  # noqa: E402
 from tests.conftest import Cluster  # noqa: E402
 from tests.e2e.conftest import Traffic, add_flaky_version  # noqa: E402
-from tests.integration.operator.conftest import Kube, Operator, Registry  # noqa: E402
+from tests.integration.operator.conftest import (  # noqa: E402
+    Kube,
+    Operator,
+    Registry,
+    delete_registry_webhooks,
+)
 from tests.integration.operator.test_alert_intake import notification  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -144,6 +149,8 @@ def bench_alert_to_patch(
     finally:
         watcher.stop()
         op.stop()
+        # MLflow would go on calling a dead URL at every registry event, delaying the others.
+        delete_registry_webhooks(mlflow_uri, {op.webhook_name} if op.webhook_name else set())
         kube.core.delete_namespace(ns)
 
 
@@ -193,6 +200,7 @@ def bench_traffic_to_rollback(
     finally:
         watcher.stop()
         op.stop()
+        delete_registry_webhooks(mlflow_uri, {op.webhook_name} if op.webhook_name else set())
         port = stack.operator_ports()["webhook"]
         stack.set_alert_webhook(f"http://127.0.0.1:{port}/alerts/alertmanager")
         kube.core.delete_namespace(ns)
