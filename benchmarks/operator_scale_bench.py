@@ -443,6 +443,7 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
     ]
     for r in results:
         quiet = "not quiet" if r.restart_quiet is None else fmt(r.restart_quiet)
+        quiet = "no write" if r.restart_writes == 0 else quiet
         lines.append(
             f"| {r.n} | {r.shared} | {fmt(r.webhook_first)} / {fmt(r.webhook_all)} "
             f"| {fmt(r.poll_first)} / {fmt(r.poll_all)} | {r.restart_writes} | {quiet} |"
