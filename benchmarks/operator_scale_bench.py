@@ -437,8 +437,8 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
     lines += [
         "",
         "| N | ModelDeployments on the moved alias | webhook: first / all serving the new "
-        "version | polling: first / all | restart: writes in the first "
-        f"{b.idle:.0f} s | restart: to idle |",
+        "version | polling: first / all | restart: writes until "
+        f"{b.idle:.0f} s after ready | restart: to idle |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
