@@ -87,9 +87,10 @@ demo: stack-up ## Bring up the stack, deploy a model, move @champion and watch i
 	$(PY) dev/demo.py
 
 .PHONY: bench
-bench: system-deps install tools ## Run the benchmarks and rewrite docs/benchmarks.md (needs wrk: apt-get install wrk)
-	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
-	$(PY) benchmarks/run_all.py
+bench: system-deps install tools ## Run the benchmarks, rewrite docs/benchmarks.md (ONLY="rollback operator_scale": only those)
+	@if [ -z "$(ONLY)" ] || [[ " $(ONLY) " == *" serving"* ]]; then \
+	  command -v wrk >/dev/null || { echo "the serving benchmarks need wrk: apt-get install -y wrk"; exit 1; }; fi
+	$(PY) benchmarks/run_all.py $(if $(ONLY),--only $(ONLY))
 
 .PHONY: dashboards
 dashboards: install ## Regenerate the Grafana dashboards in charts/modeldeploy/dashboards/ (a test checks them)

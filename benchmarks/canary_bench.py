@@ -10,7 +10,12 @@ canary by its analysis). Counted over the same window from the alias move for bo
 failed requests, and of requests the bad version itself failed (without the requests no process
 answered while kwok's early readiness let a Service point at a pod still loading its model).
 
-Usage: python benchmarks/canary_bench.py [--runs N] [--markdown PATH]
+`--smoke` (the test suite runs it, tests/e2e/test_benchmarks_smoke.py) checks that the episode
+this benchmark runs still exists under its name and collects; it does not run it, since the suite
+runs that very test already (tests/e2e/test_canary.py) and one episode takes a minute. No
+figures are written.
+
+Usage: python benchmarks/canary_bench.py [--runs N] [--markdown PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -47,6 +52,20 @@ def run_once() -> dict[str, Any]:
         if res.returncode != 0:
             raise SystemExit(f"the episode failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
         return dict(json.loads((Path(out) / "canary-ratio.json").read_text()))
+
+
+def smoke() -> int:
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", TEST, "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0 or TEST not in res.stdout:
+        print(f"smoke: the episode {TEST} does not collect:\n{res.stdout[-4000:]}\n{res.stderr}")
+        return 1
+    print(f"smoke ok: {TEST} collects")
+    return 0
 
 
 def med(runs: list[dict[str, Any]], *path: str) -> float:
@@ -99,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--markdown", type=Path)
+    p.add_argument("--smoke", action="store_true", help="check the episode collects; no figures")
     args = p.parse_args(argv)
+    if args.smoke:
+        return smoke()
     runs = [run_once() for _ in range(args.runs)]
     text = markdown(runs)
     print(text)

@@ -22,8 +22,13 @@ iii. Reference, measured in the same run: one replica; two with leader election;
 Runs are interleaved (kill, term; then the three arms in turn, order rotated each round) so the
 machine's drift spreads over all of them. Each run has its own namespace, hence its own Lease.
 
+`--smoke` (the test suite runs it, tests/e2e/test_benchmarks_smoke.py): the least that runs
+every code path once: one SIGTERM failover (a SIGKILL differs only in the signal and costs a
+whole lease duration), one move in the one-replica arm (the other arms differ only in how the
+pair starts, which the failover ran); no figures are written.
+
 Usage: python benchmarks/operator_failover_bench.py [--runs N] [--bound S] [--markdown PATH]
-       [--log-dir DIR]
+       [--log-dir DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "dev")]
 
 import stack as devstack  # noqa: E402
-from rollback_bench import machine, new_namespace  # noqa: E402
+from kit import machine, new_namespace  # noqa: E402
 from tests.conftest import Cluster  # noqa: E402
 from tests.integration.operator.conftest import Kube, Operator, Registry  # noqa: E402
 from tests.integration.operator.test_high_availability import (  # noqa: E402
@@ -173,7 +178,7 @@ def failover_run(env: Env, sig: signal.Signals) -> Failover:
         env.kube.core.delete_namespace(ns)
 
 
-def moves_run(env: Env, arm: str, bound: float) -> Moves:
+def moves_run(env: Env, arm: str, bound: float, moves: tuple[str, ...] = MOVES) -> Moves:
     ns = new_namespace(env.kube, f"bench-{arm}")
     extra = ["--no-leader-election"] if arm == "no-election" else []
     a, b, hook = pair(env, ns, extra)
@@ -194,7 +199,7 @@ def moves_run(env: Env, arm: str, bound: float) -> Moves:
         watch = StatusWatch(env.kube, ns)
         deadline = time.monotonic() + bound
         seconds: list[float] = []
-        for version in MOVES:
+        for version in moves:
             t0 = time.monotonic()
             env.reg.set_alias(model, "champion", version)
             seen = healthy_on(watch, version, t0, deadline - time.monotonic())
@@ -209,7 +214,7 @@ def moves_run(env: Env, arm: str, bound: float) -> Moves:
             started=len(env.kube.events(ns, "RolloutStarted")) - before,
             seconds=seconds,
             history=len(env.kube.status(ns, "m").get("history") or ()),
-            converged=len(seconds) == len(MOVES),
+            converged=len(seconds) == len(moves),
         )
     finally:
         if watch is not None:
@@ -344,18 +349,34 @@ def markdown(
     return "\n".join(lines)
 
 
+def smoke(env: Env, bound: float) -> str:
+    term = failover_run(env, signal.SIGTERM)
+    move = moves_run(env, "single", bound, moves=MOVES[:1])
+    if not move.converged:
+        raise SystemExit(f"smoke: the move did not converge within {bound:.0f} s: {move}")
+    markdown([], [term], {"single": [move]}, env, bound)  # renders
+    return (
+        f"smoke ok: SIGTERM → leads {term.leads_after:.1f} s, healthy {term.healthy_after:.1f} s; "
+        f"one move {move.seconds[0]:.2f} s, {move.writes} status writes"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--runs", type=int, default=5, help="runs of each measurement")
     p.add_argument("--bound", type=float, default=60.0, help="seconds the moves of a run may take")
     p.add_argument("--markdown", type=Path, help="write the results section here")
     p.add_argument("--log-dir", type=Path, help="operator logs (default: the stack's logs/bench)")
+    p.add_argument("--smoke", action="store_true", help="each code path once; no figures")
     args = p.parse_args(argv)
     stack = devstack.Stack()
     cluster, kube, reg, mlflow_uri = setup(stack)
     log_dir = args.log_dir or stack.logs / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = Env(cluster, kube, reg, mlflow_uri, log_dir)
+    if args.smoke:
+        print(smoke(env, args.bound))
+        return 0
     kills: list[Failover] = []
     terms: list[Failover] = []
     for r in range(args.runs):

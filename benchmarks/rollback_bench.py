@@ -10,20 +10,22 @@ B. Bad traffic starting → rollback patched, with the shipped settings: the CRD
    at the first answer of version 2 and stops when the Deployment is patched back. Goal: p95 < 45 s
    (with Prometheus' and Alertmanager's defaults the first webhook alone leaves after ~150 s).
 
-Usage: python benchmarks/rollback_bench.py [--alerts N] [--runs N] [--markdown PATH]
+`--smoke` (the test suite runs it, tests/e2e/test_benchmarks_smoke.py): one sample of A and one
+of B, B with test-sized alerts (error rate > 20 % over 20 s, for 4 s) instead of the shipped
+ones, so the whole path runs in seconds; no figures are written. Uses the stack's parts that run
+(MODELDEPLOY_STACK_DIR) and starts the missing ones.
+
+Usage: python benchmarks/rollback_bench.py [--alerts N] [--runs N] [--markdown PATH] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import platform
 import statistics
 import sys
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,14 +35,24 @@ sys.path[:0] = [str(REPO), str(REPO / "dev")]
 
 import requests  # noqa: E402
 import stack as devstack  # noqa: E402
+from kit import machine, new_namespace  # noqa: E402
 from kubernetes import client, watch  # noqa: E402
 from podrunner import LocalPods  # noqa: E402
 from tests.conftest import Cluster  # noqa: E402
 from tests.e2e.conftest import Traffic, add_flaky_version  # noqa: E402
-from tests.integration.operator.conftest import Kube, Operator, Registry  # noqa: E402
+from tests.integration.operator.conftest import (  # noqa: E402
+    Kube,
+    Operator,
+    Registry,
+    delete_registry_webhooks,
+)
 from tests.integration.operator.test_alert_intake import notification  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# The parts the measurements use (the Pushgateway is not one of them).
+PARTS = ("cluster", "mlflow", "alertmanager", "prometheus")
+# --smoke's alert rule for B (tests/e2e/test_rollback.py's test-sized one): fires in seconds.
+SMOKE_ALERTS = {"errorRate": 0.2, "for": "4s", "window": "20s"}
 
 
 class PatchWatch:
@@ -88,7 +100,7 @@ def pct(samples: list[float], q: float) -> float:
 
 
 def setup(stack: devstack.Stack) -> tuple[Cluster, Kube, Registry, str]:
-    stack.up(devstack.PARTS, build=False)
+    stack.up(PARTS, build=False)
     info = stack.state()["cluster"]
     cluster = Cluster(kubeconfig=info["kubeconfig"], kubectl_bin=stack.binary("kubectl"))
     import subprocess
@@ -101,12 +113,6 @@ def setup(stack: devstack.Stack) -> tuple[Cluster, Kube, Registry, str]:
     devstack.install_monitoring_crds(cluster.kubectl)
     mlflow_uri = f"http://127.0.0.1:{stack.state()['mlflow']['port']}"
     return cluster, Kube(cluster), Registry(mlflow_uri), mlflow_uri
-
-
-def new_namespace(kube: Kube, prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:5]}"
-    kube.core.create_namespace({"metadata": {"name": name}})
-    return name
 
 
 def bench_alert_to_patch(
@@ -129,16 +135,22 @@ def bench_alert_to_patch(
             kube.wait_phase(ns, f"m{i}", "Healthy", serving="2", timeout=120)
         watcher.seen.clear()
         samples = []
+        url = f"http://127.0.0.1:{op.webhook_port}/alerts/alertmanager"
+        # The bearer token the stack's Alertmanager sends (credentials_file in its config), which
+        # the operator was started with (Operator: MODELDEPLOY_ALERT_WEBHOOK_TOKEN).
+        auth = {"Authorization": f"Bearer {op.env['MODELDEPLOY_ALERT_WEBHOOK_TOKEN']}"}
         for i in range(n):
-            url = f"http://127.0.0.1:{op.webhook_port}/alerts/alertmanager"
             t0 = time.monotonic()
-            requests.post(url, json=notification(ns, f"m{i}", "2"), timeout=10).raise_for_status()
+            res = requests.post(url, json=notification(ns, f"m{i}", "2"), headers=auth, timeout=10)
+            res.raise_for_status()
             samples.append(watcher.wait(f"m{i}", 10) - t0)
             time.sleep(0.2)
         return samples
     finally:
         watcher.stop()
         op.stop()
+        # MLflow would go on calling a dead URL at every registry event, delaying the others.
+        delete_registry_webhooks(mlflow_uri, {op.webhook_name} if op.webhook_name else set())
         kube.core.delete_namespace(ns)
 
 
@@ -150,7 +162,9 @@ def bench_traffic_to_rollback(
     runs: int,
     stack: devstack.Stack,
     log_dir: Path,
+    alerts: dict[str, Any] | None = None,
 ) -> list[float]:
+    """`alerts`: the ModelDeployment's `monitoring.alerts` (None: the CRD's defaults)."""
     ns = new_namespace(kube, "bench-rollback")
     op = Operator(cluster, ns, mlflow_uri, log_dir).start()
     stack.set_alert_webhook(f"http://127.0.0.1:{op.webhook_port}/alerts/alertmanager")
@@ -163,9 +177,10 @@ def bench_traffic_to_rollback(
                 model = reg.new_model(versions=1)
                 bad = add_flaky_version(reg, model)
                 reg.set_alias(model, "champion", "1")
-                kube.create_md(
-                    ns, md, {"model": {"name": model, "alias": "champion"}}
-                )  # shipped defaults
+                spec: dict[str, Any] = {"model": {"name": model, "alias": "champion"}}
+                if alerts is not None:
+                    spec["monitoring"] = {"alerts": alerts}
+                kube.create_md(ns, md, spec)
                 kube.wait_phase(ns, md, "Healthy", serving="1", timeout=120)
                 pods.wait_for_version(md, "1", timeout=120)
                 with Traffic(pods, md) as traffic:
@@ -185,17 +200,10 @@ def bench_traffic_to_rollback(
     finally:
         watcher.stop()
         op.stop()
+        delete_registry_webhooks(mlflow_uri, {op.webhook_name} if op.webhook_name else set())
         port = stack.operator_ports()["webhook"]
         stack.set_alert_webhook(f"http://127.0.0.1:{port}/alerts/alertmanager")
         kube.core.delete_namespace(ns)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
 
 
 def markdown(a: list[float], b: list[float], args: Any) -> str:
@@ -242,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alerts", type=int, default=30, help="samples for A")
     p.add_argument("--runs", type=int, default=3, help="samples for B (each takes about a minute)")
     p.add_argument("--markdown", type=Path, help="write the results section here")
+    p.add_argument("--smoke", action="store_true", help="one short sample of each; no figures")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.alerts, args.runs, args.markdown = 1, 1, None
     stack = devstack.Stack()
     cluster, kube, reg, mlflow_uri = setup(stack)
     log_dir = stack.logs / "bench"
@@ -259,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     print("B. bad traffic → rollback patched (shipped settings)", file=sys.stderr)
+    alerts = SMOKE_ALERTS if args.smoke else None
     b = (
-        bench_traffic_to_rollback(cluster, kube, reg, mlflow_uri, args.runs, stack, log_dir)
+        bench_traffic_to_rollback(cluster, kube, reg, mlflow_uri, args.runs, stack, log_dir, alerts)
         if args.runs
         else []
     )
     text = markdown(a, b, args)
+    if args.smoke:
+        print(f"smoke ok: A {a[0] * 1000:.0f} ms, B {b[0]:.1f} s (test-sized alerts)")
+        return 0
     print(text)
     if args.markdown:
         args.markdown.write_text(text)

@@ -79,6 +79,8 @@ SCRAPE_INTERVAL = "2s"
 EVALUATION_INTERVAL = "2s"
 RESEND_DELAY = "5s"
 LOOPBACK = "127.0.0.1"
+# The cluster's Service IP range (kwokctl_config): 65 534 Services; the default /24 held 253.
+SERVICE_CIDR = "10.0.0.0/16"
 # The supervisor: checks every second; restarts at once, then after 1 s, 2 s, 4 s ... at most
 # 15 s while a component keeps exiting; a component up for a minute starts again from 1 s.
 SUPERVISE_INTERVAL = 1.0
@@ -983,7 +985,14 @@ def kwokctl_config() -> dict[str, Any]:
 
     The API server also advertises loopback instead of the host's address. Kubernetes refuses a
     loopback address in the `kubernetes` Service's endpoints (and would log that every 10 s), so
-    the API server does not maintain them: nothing runs in a pod here that would call it."""
+    the API server does not maintain them: nothing runs in a pod here that would call it.
+
+    The Service IP range is SERVICE_CIDR, not the API server's default /24 (253 Services: the
+    254th failed to allocate under benchmarks/operator_scale_bench.py, one Service per
+    ModelDeployment). Service IPs are virtual here (no kube-proxy, nothing routes to them), so a
+    wide range costs nothing; it contains the default range, so the `kubernetes` Service keeps
+    10.0.0.1. The range is fixed when a cluster is created: a running one keeps its old range
+    until `make stack-down && make stack-up`."""
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
@@ -994,6 +1003,7 @@ def kwokctl_config() -> dict[str, Any]:
                 "extraArgs": [
                     {"key": "advertise-address", "value": LOOPBACK},
                     {"key": "endpoint-reconciler-type", "value": "none"},
+                    {"key": "service-cluster-ip-range", "value": SERVICE_CIDR},
                 ],
             }
         ],
