@@ -116,3 +116,44 @@ def test_unseen_categories_land_in_the_other_bin() -> None:
     fc.observe(pd.DataFrame({"x": [0.0] * 200, "y": [1.0] * 200, "color": ["purple"] * 200}))
     assert counts(fc)[("color", "__other__")] == 200
     assert window_psi(fc, "color") > 1
+
+
+def test_vectorised_bins_equal_searchsorted_per_feature() -> None:
+    """The one-call binning against the per-feature definition (baseline.py): bin =
+    searchsorted(edges, x, "right"), NaN in the missing bin; edge values, +-inf, NaN, an absent
+    column, a signature-only feature and more rows than one chunk included."""
+    frame = baseline_frame()
+    frame["w"] = RNG.normal(0, 1, len(frame))
+    base = build_drift_baseline(frame.drop(columns=["color"]), bins=7)
+    fc = FeatureCounts(["z", "gone"], base)
+    edges = {f.name: np.asarray(f.edges) for f in base.features}
+    columns = ("w", "z", "x", "y")  # not the baseline's order; "gone" absent
+    pool = np.concatenate([*edges.values(), [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308]])
+    matrix = RNG.normal(0, 2, (5000, len(columns)))
+    pick = RNG.random(matrix.shape) < 0.3
+    matrix[pick] = RNG.choice(pool, int(pick.sum()))
+    idx = fc.bins(matrix, fc._layout(columns, cache=False))
+    for j, name in enumerate(fc.names):
+        missing = fc.binners[j].missing
+        if name == "gone":
+            expected = np.full(len(matrix), missing)
+        else:
+            col = matrix[:, columns.index(name)]
+            expected = np.searchsorted(edges.get(name, np.array([])), col, side="right")
+            expected[np.isnan(col)] = missing
+        np.testing.assert_array_equal(idx[:, j], expected, err_msg=name)
+
+
+def test_numeric_and_categorical_frames_count_alike_by_either_path() -> None:
+    """A frame with a categorical column goes column by column, a numeric matrix in one call:
+    the numeric features' counts must not depend on which."""
+    base = build_drift_baseline(baseline_frame())
+    rows = baseline_frame(300)
+    rows.loc[:20, "x"] = np.nan
+    rows.loc[21:30, "y"] = np.inf
+    by_frame, by_matrix = FeatureCounts([], base), FeatureCounts([], base)
+    by_frame.observe(rows)
+    by_matrix.observe_matrix(rows[["x", "y"]].to_numpy(), ("x", "y"))
+    numeric = {k: v for k, v in counts(by_frame).items() if k[0] != "color"}
+    assert numeric == {k: v for k, v in counts(by_matrix).items() if k[0] != "color"}
+    assert counts(by_matrix)[("color", BIN_MISSING)] == 300
