@@ -1,8 +1,8 @@
 """The operator at scale: N ModelDeployments on one operator, from apply to idle (issue 14).
 
 Local stack (real API server on kwok, real MLflow); one `modeldeploy operator` with its default
-flags plus the registry webhook (started as tests/integration/operator/conftest.py's `Operator`
-starts it), watching every namespace. `--models` registered models (two versions each, @champion
+flags (and any `--operator-arg`) plus the registry webhook (started as
+tests/integration/operator/conftest.py's `Operator` starts it), watching every namespace. `--models` registered models (two versions each, @champion
 on 1) and `--namespaces` namespaces; ModelDeployment i is in namespace i mod namespaces, one
 serving replica each. The first `--shared` of them follow one model (the "shared alias"), the
 others the remaining models in turn. For each N of `--sizes`, in fresh namespaces:
@@ -35,7 +35,7 @@ watched by name (not the whole cluster: the test stack has other tests' objects)
 figures written.
 
 Usage: python benchmarks/operator_scale_bench.py [--sizes N ...] [--idle S] [--markdown PATH]
-       [--smoke]
+       [--operator-arg=--workers=16 ...] [--smoke]
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ class Bench:
     timeout: float
     settle: float = SETTLE
     wait_deleted: bool = True  # the next size starts on a cluster without the last one's
+    operator_args: list[str] = field(default_factory=list)  # beyond the defaults
 
     def ensure_capacity(self, n: int) -> None:
         """kwok nodes for n pods, and a Service range for n Services."""
@@ -253,7 +254,9 @@ class Bench:
             )
 
     def operator(self, first_ns: str, names: list[str]) -> Operator:
-        op = Operator(self.cluster, first_ns, self.mlflow_uri, self.log_dir)
+        op = Operator(
+            self.cluster, first_ns, self.mlflow_uri, self.log_dir, extra_args=self.operator_args
+        )
         args = op.args
         i = args.index("--namespace")
         del args[i : i + 2]
@@ -418,7 +421,8 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
         "",
         f"Measured {now} on {machine()} (shared machine; 1-minute load average at the end of "
         f"each size: {loads}), operator at {revision}, local stack (`dev/stack.py`): kwok "
-        f"cluster, MLflow. One `modeldeploy operator` with its default flags plus the registry "
+        f"cluster, MLflow. One `modeldeploy operator` with its default flags"
+        f"{''.join(f' {a}' for a in b.operator_args)} plus the registry "
         f"webhook, {'every namespace' if b.cluster_wide else 'its namespaces named'}; "
         f"{b.models} registered models, {b.namespaces} namespaces, one replica per "
         f"ModelDeployment, the first min({b.shared}, N/2) following one shared model. One run per "
@@ -499,6 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for all to be Healthy")
     p.add_argument("--markdown", type=Path, help="write the results section here")
     p.add_argument("--log-dir", type=Path, help="operator logs (default: the stack's logs/bench)")
+    p.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="a flag for the operator beyond its defaults, as --operator-arg=--workers=16 "
+        "(repeatable)",
+    )
     p.add_argument("--smoke", action="store_true", help="N=4 and short windows; no figures")
     args = p.parse_args(argv)
     if args.smoke:
@@ -523,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         settle=2.0 if args.smoke else SETTLE,
         wait_deleted=not args.smoke,
+        operator_args=args.operator_arg,
     )
     results = []
     for n in args.sizes:
