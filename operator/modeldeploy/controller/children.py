@@ -6,7 +6,10 @@ server the busiest process (issue 14). Now:
 
 - `ChildStore` keeps the latest body of each watched child (the kopf watches in
   controller/handlers.py feed it, and so do our own applies' responses): a reconcile reads its
-  Deployment from memory, and falls back to a GET only on a miss.
+  Deployment from memory, and falls back to a GET only on a miss while that kind's watch is still
+  in its initial listing (`ChildStore.listed`). Past it, a miss means the child does not exist:
+  at 1000 new ModelDeployments, GETs answered 404 before every first apply had been ~18 reads a
+  second of the API server's time during the ramp.
 - `Informed` wraps the KubeAPI the reconciler uses. Its `apply` writes a child only when the live
   one does not already hold the desired manifest. "Holds" needs two facts, because either alone
   is wrong: the hash of the desired manifest, stamped on the child as an annotation when it was
@@ -123,11 +126,22 @@ class ChildStore:
     def __init__(self) -> None:
         self._objects: dict[ChildKey, tuple[Any, bytes]] = {}  # (resourceVersion, zlib JSON)
         self._lock = threading.Lock()
+        self._watching: set[str] = set()
+
+    def listed(self, kind: str) -> bool:
+        """Whether the watch of `kind` is past its initial listing (an event other than the
+        listing's has arrived), so that every existing child of that kind has been seen and a
+        miss means the child does not exist. kopf delivers a kind's listing before its watch
+        events, but per object, so a late listing event can still follow: the cost of trusting
+        a miss too early is one apply that changes nothing, never a wrong skip."""
+        return kind in self._watching
 
     def seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a child (kopf's `type`: None for the initial listing)."""
         if body.get("kind") not in WATCHED_KINDS:
             return
+        if event_type is not None:
+            self._watching.add(str(body["kind"]))
         if event_type == "DELETED":
             with self._lock:
                 self._objects.pop(_key(body), None)
@@ -175,8 +189,8 @@ class Informed:
     def _live(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
         if kind in WATCHED_KINDS:
             found = self.store.get(kind, namespace, name)
-            if found is not None:
-                return found
+            if found is not None or self.store.listed(kind):
+                return found  # a miss after the listing: the child does not exist, no GET
         if kind == "Deployment":
             live = self._kube.get_deployment(namespace, name)
         else:

@@ -120,6 +120,42 @@ def test_a_deleted_child_is_applied_again() -> None:
     assert writes(kube) == ["apply Service", "apply Service"]
 
 
+class ReadCounting(FakeKube):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append("Deployment")
+        return super().get_deployment(namespace, name)
+
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        self.reads.append(kind)
+        return super().get_object(api_version, kind, namespace, name)
+
+
+def test_a_miss_during_the_initial_listing_is_read_and_one_after_it_is_not() -> None:
+    """While a kind's watch is still listing, a miss may be a child not yet seen (a restart:
+    reading it is what keeps the restart free of writes); once the watch is past the listing, a
+    miss is a child that does not exist (a new ModelDeployment: no GET answered 404)."""
+    kube, store = ReadCounting(), ChildStore()
+    informed = Informed(kube, store)
+    other = service()
+    other["metadata"]["name"] = "other"
+    store.seen(None, other)
+    assert informed.get_object("v1", "Service", NS, NAME) is None
+    assert kube.reads == ["Service"]
+    store.seen("ADDED", other)
+    assert informed.get_object("v1", "Service", NS, NAME) is None
+    informed.apply(service())
+    assert kube.reads == ["Service"]  # neither the read nor the apply asked again
+    assert writes(kube) == ["apply Service"]
+    assert informed.get_deployment(NS, NAME) is None  # Deployments still listing: read
+    assert kube.reads == ["Service", "Deployment"]
+
+
 def test_an_unwatched_kind_is_read_before_each_decision() -> None:
     """No event would report an edit of an HPA: a stored body could hide it for good."""
     kube, store = FakeKube(), ChildStore()
