@@ -18,6 +18,14 @@ server the busiest process (issue 14). Now:
   live object (`contains`) says nobody edited the operator's fields since (so a hand edit is still
   repaired on the next reconcile, as before). Both live on the object, so an operator restarted
   with nothing changed writes nothing either.
+- The ModelDeployments themselves are kept too (their watch, and the answers to our status
+  patches): a reconcile reads its ModelDeployment from memory instead of a GET. At 1000 new
+  ModelDeployments the ramp made ~3500 such GETs (two of every three reconciles changed
+  nothing: a Deployment's intermediate status events), each ~14 ms of the API server's time.
+  A status patch carries the resourceVersion its status was read at, so a status planned from
+  a body older than the API server's is refused (Conflict), the body dropped from the store and
+  the reconcile retried on a fresh read: reading from memory can delay a write, never make a
+  wrong one.
 
 Staleness: a body in the store can lag the API server only until the watch event of the change
 arrives, and that event nudges the owner again, which then sees the change. A skipped apply of a
@@ -36,10 +44,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from modeldeploy import names
-from modeldeploy.controller.kube import KubeAPI
+from modeldeploy.controller.kube import Conflict, KubeAPI
 
 # The kinds controller/handlers.py watches (child_event); only these are served from memory.
 WATCHED_KINDS = frozenset({"Deployment", "Service", "ServiceMonitor", "PrometheusRule"})
+# ... and the ModelDeployments themselves (modeldeployment_event).
+STORED_KINDS = WATCHED_KINDS | {names.KIND}
 ChildKey = tuple[str, str, str]  # (kind, namespace, name)
 
 
@@ -137,8 +147,8 @@ class ChildStore:
         return kind in self._watching
 
     def seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a child (kopf's `type`: None for the initial listing)."""
-        if body.get("kind") not in WATCHED_KINDS:
+        """A watch event (kopf's `type`: None for the initial listing)."""
+        if body.get("kind") not in STORED_KINDS:
             return
         if event_type is not None:
             self._watching.add(str(body["kind"]))
@@ -149,7 +159,7 @@ class ChildStore:
         self.put(body)
 
     def put(self, body: Mapping[str, Any]) -> None:
-        if body.get("kind") not in WATCHED_KINDS:
+        if body.get("kind") not in STORED_KINDS:
             return
         meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
         key = _key({**body, "metadata": meta})
@@ -224,7 +234,15 @@ class Informed:
         self.store.drop(kind, namespace, name)
 
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._kube.get_modeldeployment(namespace, name)
+        """From the store (the ModelDeployment watch, and our own status writes' answers); a
+        GET only for one not seen yet, or after a Conflict dropped it."""
+        found = self.store.get(names.KIND, namespace, name)
+        if found is not None:
+            return found
+        live = self._kube.get_modeldeployment(namespace, name)
+        if live is not None:
+            self.store.put(live)
+        return live
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         return self._kube.read_secret(namespace, name)
@@ -241,9 +259,20 @@ class Informed:
         self._kube.json_patch(api_version, kind, namespace, name, ops)
 
     def patch_status(
-        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> None:
-        self._kube.patch_status(namespace, name, old, new)
+        self,
+        namespace: str,
+        name: str,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            result = self._kube.patch_status(namespace, name, old, new, resource_version)
+        except Conflict:
+            self.store.drop(names.KIND, namespace, name)  # the retry reads it afresh
+            raise
+        self.store.put(result)
+        return result
 
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._kube.post_event(owner, type_, reason, message)

@@ -70,6 +70,7 @@ def needs_reconcile(type: str | None, body: Mapping[str, Any]) -> bool:
 async def modeldeployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     operator: Operator = memo["operator"]
     key = (body.metadata.namespace or "", body.metadata.name or "")
+    operator.seen(type, body)
     if type == "DELETED":
         operator.forget(key)
         return

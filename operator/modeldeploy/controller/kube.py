@@ -64,8 +64,13 @@ class KubeAPI(Protocol):
         self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> None: ...
     def patch_status(
-        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> None: ...
+        self,
+        namespace: str,
+        name: str,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]: ...
     def post_event(
         self, owner: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None: ...
@@ -343,17 +348,27 @@ class Kube:
         )
 
     def patch_status(
-        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> None:
+        self,
+        namespace: str,
+        name: str,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
         """Merge-patches status to `new`; keys present only in `old` are removed, in nested
-        objects too (status.canary loses stepStartedAt when a step ends)."""
-        self.custom.patch_namespaced_custom_object_status(
-            names.GROUP,
-            names.VERSION,
-            namespace,
-            names.PLURAL,
-            name,
-            {"status": merge_patch(old, new)},
+        objects too (status.canary loses stepStartedAt when a step ends). With
+        `resource_version` (the version `old` was read at) the patch is refused with Conflict if
+        the object changed since: a status planned from a stale read is never written, and the
+        patch computed from `old` removes exactly what `old` had. Returns the patched object."""
+        patch: dict[str, Any] = {"status": merge_patch(old, new)}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        return dict(
+            _conflicts(
+                lambda: self.custom.patch_namespaced_custom_object_status(
+                    names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch
+                )
+            )
         )
 
     # --- the leader-election Lease ---------------------------------------------------------
@@ -413,7 +428,14 @@ class Kube:
             "lastTimestamp": now.isoformat(),
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+        # The answer is read (so its connection goes back to the pool) but not deserialised
+        # into the client's typed model: nothing uses it.
+        resp: Any = self.core.create_namespaced_event(
+            meta["namespace"],
+            event,  # type: ignore[arg-type]
+            _preload_content=False,
+        )
+        _ = resp.data
 
 
 class Fenced:
@@ -463,10 +485,15 @@ class Fenced:
         self._kube.json_patch(api_version, kind, namespace, name, ops)
 
     def patch_status(
-        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> None:
+        self,
+        namespace: str,
+        name: str,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
         self._check()
-        self._kube.patch_status(namespace, name, old, new)
+        return self._kube.patch_status(namespace, name, old, new, resource_version)
 
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self._check()

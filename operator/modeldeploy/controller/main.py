@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import socket
+from typing import Any
 
 from modeldeploy.api.durations import parse_duration
 from modeldeploy.controller.reconciler import OperatorConfig
@@ -190,6 +191,18 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def client_configuration(workers: int) -> Any:
+    """The loaded kubeconfig's client configuration, with a connection pool for every worker
+    and the operator's other threads (Events, leader election, alert re-learning). The client's
+    default, five per core, is 10 here: with more workers than that, each request beyond it
+    opened a TLS connection of its own and threw it away (urllib3 "Connection pool is full")."""
+    from kubernetes import client
+
+    conf = client.Configuration.get_default_copy()
+    conf.connection_pool_maxsize = max(conf.connection_pool_maxsize or 0, workers + 4)
+    return conf
+
+
 def main(argv: list[str]) -> int:
     import kopf
     from kubernetes import config as kube_config
@@ -217,7 +230,7 @@ def main(argv: list[str]) -> int:
     except kube_config.ConfigException:
         kube_config.load_kube_config()
     metrics = OperatorMetrics()
-    api = CountingApiClient(metrics.kube_request)
+    api = CountingApiClient(metrics.kube_request, client_configuration(cfg.workers))
     operator = Operator(Kube(api, instance=cfg.identity), cfg, metrics)
     logging.getLogger("modeldeploy").info(
         "modeldeploy operator %s: namespaces=%s registry=%s metrics=%s:%d webhooks=:%d lease=%s",

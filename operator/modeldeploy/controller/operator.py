@@ -134,6 +134,11 @@ class Operator:
         change or an event, LOW for a sweep (workqueue.py)."""
         self.queue.add(key, priority)
 
+    def seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a ModelDeployment: kept for the reconciler to read (every event,
+        also those that need no reconcile: our own status writes, an edit of a label)."""
+        self.children.seen(event_type, body)
+
     def child_seen(self, event_type: str | None, body: Mapping[str, Any], owner: Key) -> None:
         """A watch event of a child: kept for the reconciler to read, and its owner nudged (LOW
         for the initial listing after a start, whose owners are all being looked at anyway)."""

@@ -1,10 +1,12 @@
 """Observe → plan → apply → status, for one ModelDeployment key.
 
-Each reconcile reads the ModelDeployment fresh from the API server (so a restarted operator, or
-a key nudged twice, always plans from the stored status), asks the registry through the shared
-cache, reads the serving Deployment, and hands all of it to the pure planner. Status is written
-only when the planned status differs from the stored one; Events and counters follow a
-successful status write, so they are not repeated for work already recorded.
+Each reconcile reads the ModelDeployment as last stored (its watch, and the answers to our own
+status writes: controller/children.py; a status write against an older version than the API
+server's is refused and retried on a fresh read, so a restarted operator, or a key nudged twice,
+always plans from the stored status), asks the registry through the shared cache, reads the
+serving Deployment, and hands all of it to the pure planner. Status is written only when the
+planned status differs from the stored one; Events and counters follow a successful status
+write, so they are not repeated for work already recorded.
 """
 
 from __future__ import annotations
@@ -449,11 +451,14 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         stored: Mapping[str, Any] = old_status
+        # Each status patch is made against the version its `stored` status was read at.
+        version: str | None = meta.get("resourceVersion")
         decided_now: Rollback | None = None
         if p.record_first is not None:
             decided = p.record_first.to_dict()
             if decided != stored:
-                self.kube.patch_status(namespace, name, stored, decided)
+                written = self.kube.patch_status(namespace, name, stored, decided, version)
+                version = (written.get("metadata") or {}).get("resourceVersion")
                 stored = decided
                 for ev in p.decision_events:
                     self._post_event(body, ev.type, ev.reason, ev.message)
@@ -479,7 +484,7 @@ class Reconciler:
                 self._record_rollback(body, spec, decided_now)
         new_status = p.status.to_dict()
         if new_status != stored:
-            self.kube.patch_status(namespace, name, stored, new_status)
+            self.kube.patch_status(namespace, name, stored, new_status, version)
         if new_status == old_status:
             return
         for ev in p.events:

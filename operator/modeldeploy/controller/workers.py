@@ -4,7 +4,9 @@ Workers run the synchronous reconciler with the official client, so nothing bloc
 loop. They work only while the pool is resumed (this replica leads); paused, they leave keys in
 the queue, where nudges keep collecting them for the next time this replica leads. A reconcile
 cut short because the lease was lost (NotLeader) is not a failure: the key is queued again
-without backoff.
+without backoff. Neither is a status write refused because the ModelDeployment changed since it
+was read (Conflict: someone edited it, or the stored copy lagged): the key is queued again at
+once, and the retry reads it afresh (controller/children.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from modeldeploy.alerts.store import Key
-from modeldeploy.controller.kube import NotLeader
+from modeldeploy.controller.kube import Conflict, NotLeader
 from modeldeploy.controller.workqueue import Backoff, WorkQueue
 
 log = logging.getLogger("modeldeploy.workers")
@@ -109,6 +111,10 @@ class WorkerPool:
         except NotLeader:
             log.info("%s/%s: lease lost mid-reconcile; left for the leader", *key)
             self.queue.add(key)  # queued again once this reconcile is done
+            return
+        except Conflict as exc:
+            log.info("%s/%s: changed since it was read (%s); reconciling it again", *key, exc)
+            self.queue.add(key)
             return
         except Exception:
             delay = self.backoff.failure(key)

@@ -43,6 +43,7 @@ class FakeKube:
                 "namespace": namespace,
                 "uid": f"uid-{name}",
                 "generation": 1,
+                "resourceVersion": "1",
                 **meta,
             },
             "spec": copy.deepcopy(dict(spec)),
@@ -134,10 +135,23 @@ class FakeKube:
                 node[last] = op["value"]
 
     def patch_status(
-        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> None:
+        self,
+        namespace: str,
+        name: str,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """With the API server's optimistic concurrency: a patch made against an older
+        resourceVersion than the stored one is refused."""
+        md = self.mds[(namespace, name)]
+        meta = md["metadata"]
+        if resource_version is not None and resource_version != meta.get("resourceVersion"):
+            raise Conflict(f"{name}: resourceVersion {resource_version} is not current")
         self.calls.append("status")
-        self.mds[(namespace, name)]["status"] = copy.deepcopy(dict(new))
+        md["status"] = copy.deepcopy(dict(new))
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        return copy.deepcopy(md)
 
     def post_event(self, owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.calls.append(f"event {reason}")

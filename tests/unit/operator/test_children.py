@@ -5,7 +5,9 @@ The rules under test (issue 14):
   (nothing of the decision lives only in memory);
 * a child edited by hand is still repaired, and a field the operator stopped setting is still
   removed (a new manifest is applied even though the live object contains it);
-* a child read from the watches is never older than one already known.
+* a child read from the watches is never older than one already known;
+* the ModelDeployment is read from memory too, and a status planned from a copy older than the
+  API server's is never written (optimistic concurrency), but planned again from a fresh read.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from modeldeploy.controller.children import (
     stamped,
     up_to_date,
 )
-from modeldeploy.controller.kube import resource_of
+from modeldeploy.controller.kube import Conflict, resource_of
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.controller.reconciler import OperatorConfig, Reconciler
 from modeldeploy.registry.cache import ResolutionCache
@@ -255,3 +257,68 @@ def test_an_idle_reconcile_makes_no_api_write_even_after_a_restart() -> None:
 )
 def test_each_request_is_counted_under_the_resource_it_names(url: str, resource: str) -> None:
     assert resource_of(url) == resource
+
+
+class CountingKube(FakeKube):
+    def __init__(self) -> None:
+        super().__init__(monitoring=frozenset({"ServiceMonitor", "PrometheusRule"}))
+        self.md_reads = 0
+
+    def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.md_reads += 1
+        return super().get_modeldeployment(namespace, name)
+
+
+def reconciler_over(kube: FakeKube, store: ChildStore) -> Reconciler:
+    registry = FakeRegistry()
+    registry.versions[MODEL] = {"1"}
+    registry.aliases[(MODEL, "champion")] = "1"
+    return Reconciler(
+        Informed(kube, store),  # type: ignore[arg-type]
+        OperatorConfig(
+            default_tracking_uri=REGISTRY,
+            serving_env=(("MODELDEPLOY_TRUST_MODEL_CODE", "registry"),),
+        ),
+        ResolutionCache(),
+        OperatorMetrics(),
+        client_factory=registry.factory,  # type: ignore[arg-type]
+    )
+
+
+def test_the_modeldeployment_is_read_from_its_watch_and_our_own_status_writes() -> None:
+    kube, store = CountingKube(), ChildStore()
+    kube.add_md(NS, NAME, {"model": {"name": MODEL, "alias": "champion"}})
+    store.seen(None, kube.mds[(NS, NAME)])  # the initial listing
+    rec = reconciler_over(kube, store)
+    rec.reconcile((NS, NAME))
+    # No watch event of that status write came: the store holds the write's answer.
+    stored = store.get(names.KIND, NS, NAME)
+    assert stored is not None and stored["status"]["phase"] == "Progressing"
+    kube.finish_rollout(NS, NAME)
+    store.seen("MODIFIED", kube.objects[("Deployment", NS, NAME)])
+    rec.reconcile((NS, NAME))
+    assert kube.status(NS, NAME)["phase"] == "Healthy"
+    kube.calls.clear()
+    rec.reconcile((NS, NAME))
+    assert writes(kube) == []  # planned from the Healthy status it wrote itself
+    assert kube.md_reads == 0
+
+
+def test_a_status_planned_from_a_stale_copy_is_refused_and_replanned_from_a_fresh_read() -> None:
+    kube, store = CountingKube(), ChildStore()
+    kube.add_md(NS, NAME, {"model": {"name": MODEL, "alias": "champion"}})
+    store.seen(None, copy.deepcopy(kube.mds[(NS, NAME)]))
+    # Written after the store's copy, its watch event not arrived yet: a status another replica
+    # wrote just before this one took the lease.
+    kube.mds[(NS, NAME)]["metadata"]["resourceVersion"] = "7"
+    kube.set_status(NS, NAME, {"phase": "Healthy", "note": "written by the old leader"})
+    rec = reconciler_over(kube, store)
+    with pytest.raises(Conflict):
+        rec.reconcile((NS, NAME))
+    assert kube.status(NS, NAME)["note"] == "written by the old leader"  # nothing overwritten
+    rec.reconcile((NS, NAME))  # the worker's retry
+    assert kube.md_reads == 1
+    status = kube.status(NS, NAME)
+    assert status["phase"] == "Progressing"
+    # The patch was computed from the fresh status, so what only the stale copy lacked is gone.
+    assert "note" not in status

@@ -1,6 +1,6 @@
 """The worker pool and the kopf handlers' echo filter, with in-memory fakes: a paused pool (a
-standby) reconciles nothing and loses nothing; a reconcile cut short by a lost lease is queued
-again without backoff; the requeue delay is the plan's, shortened (never lengthened) by the
+standby) reconciles nothing and loses nothing; a reconcile cut short by a lost lease or a
+status conflict is queued again without backoff; the requeue delay is the plan's, shortened (never lengthened) by the
 registry backoff; the operator's own status writes wake nothing."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.controller.handlers import needs_reconcile
-from modeldeploy.controller.kube import NotLeader
+from modeldeploy.controller.kube import Conflict, NotLeader
 from modeldeploy.controller.workers import WorkerPool, next_delay
 from modeldeploy.controller.workqueue import Backoff, WorkQueue
 from modeldeploy.rollout.rollback import ALLOW_VERSION_ANNOTATION
@@ -88,14 +88,23 @@ def test_pausing_stops_the_next_reconcile(pool) -> None:
     wait_until(lambda: rec.keys == [A, B])
 
 
-def test_a_reconcile_cut_short_by_a_lost_lease_is_queued_again_without_backoff() -> None:
+@pytest.mark.parametrize(
+    "interruption",
+    [
+        pytest.param(NotLeader("lost"), id="lease-lost"),
+        pytest.param(Conflict("changed since read"), id="status-conflict"),
+    ],
+)
+def test_a_reconcile_cut_short_by_a_lost_lease_or_a_conflict_is_queued_again_without_backoff(
+    interruption: Exception,
+) -> None:
     queue: WorkQueue[Key] = WorkQueue()
     calls: list[Key] = []
 
     def reconcile(key: Key) -> Result:
         calls.append(key)
         if len(calls) == 1:
-            raise NotLeader("lost")
+            raise interruption
         return Result(None)
 
     p = WorkerPool(queue, reconcile, count=1)
