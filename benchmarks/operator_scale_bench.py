@@ -22,6 +22,13 @@ others the remaining models in turn. For each N of `--sizes`, in fresh namespace
 5. restart with nothing changed: SIGTERM, a new operator with the same flags; the writes from
    its start until `--idle` seconds after it answers /readyz, and the time from its start to its
    last write, when 35 s without one follow ("not quiet" when not: it writes while idle).
+6. the children alone (the reference): with no operator running, the children the operator
+   made (Deployment, Service, ServiceMonitor, PrometheusRule per ModelDeployment, as they are
+   in the cluster, without the operator's label) are copied into fresh namespaces and
+   server-side applied by a plain client from FLOOR_THREADS threads; the time from the first
+   apply until a watch sees every Deployment available. It is what the cluster itself needs for
+   those objects (its controllers, scheduler and kwok make ~15 API requests per Deployment):
+   no operator can be faster than it on the same machine.
 Peak RSS is the operator's VmHWM (/proc), read at the end of each size (the first process).
 
 The cluster needs a Service IP range above 253 Services for N > 250 (dev/stack.py
@@ -51,6 +58,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +72,7 @@ import yaml  # noqa: E402
 from kit import machine  # noqa: E402
 from kubernetes import client, watch  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
+from kubernetes.dynamic import DynamicClient  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tests.conftest import Cluster  # noqa: E402
 from tests.integration.operator.conftest import (  # noqa: E402
@@ -75,6 +84,9 @@ from tests.integration.operator.conftest import (  # noqa: E402
     Registry,
     delete_registry_webhooks,
 )
+
+from modeldeploy.names import LABEL_MANAGED_BY, LABEL_MODELDEPLOYMENT  # noqa: E402
+from modeldeploy.render.objects import MANAGED_BY  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE"}
@@ -90,6 +102,16 @@ OPERATOR_RESOURCES = {
 }
 PODS_PER_NODE = 110  # dev/stack.py kwok_nodes
 SETTLE = 10.0
+# The reference's client (6.): more threads than the operator's default 4 workers, so it is not
+# the client that limits it.
+FLOOR_THREADS = 8
+FLOOR_LABEL = "scale-bench/floor"
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+)
 # Seconds without a write that count as idle after a restart: longer than the default poll
 # interval (30 s), since an operator that re-applies on every poll writes in bursts.
 QUIET = 35.0
@@ -111,6 +133,7 @@ class Result:
     poll_all: float = math.nan
     restart_writes: int = 0
     restart_quiet: float | None = None  # None: no quiet 10 s in the window
+    floor: float = math.nan  # the children alone: first apply → all Deployments available
     load: float = math.nan
 
 
@@ -160,6 +183,83 @@ class Statuses:
 
     def count(self, keys: list[tuple[str, str]], version: str) -> int:
         return sum(self.state.get(k) == ("Healthy", version) for k in keys)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def copied(
+    api_version: str, kind: str, obj: dict[str, Any], namespace: str, tag: str
+) -> dict[str, Any]:
+    """A child as the operator made it, for `namespace`: its spec, labels (but the operator's
+    managed-by, so no operator would take it for its own) and annotations; what the API server
+    assigned (a Service's cluster IPs, a Deployment's revision) left for it to assign again."""
+    meta = obj["metadata"]
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != LABEL_MANAGED_BY}
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if not k.startswith("deployment.kubernetes.io/")
+    }
+    spec = dict(obj["spec"])
+    if kind == "Service":
+        spec.pop("clusterIP", None)
+        spec.pop("clusterIPs", None)
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": meta["name"],
+            "namespace": namespace,
+            "labels": {**labels, FLOOR_LABEL: tag},
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+class Available:
+    """How many Deployments matching `selector` are available (every replica of their current
+    generation), kept by one list + watch."""
+
+    def __init__(self, api: client.ApiClient, selector: str) -> None:
+        self.apps, self.selector = client.AppsV1Api(api), selector
+        self.state: dict[tuple[str, str], bool] = {}
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _keep(self, dep: Any) -> None:
+        meta, spec, st = dep.metadata, dep.spec, dep.status
+        self.state[(meta.namespace, meta.name)] = bool(
+            st
+            and (st.observed_generation or 0) >= (meta.generation or 0)
+            and (st.available_replicas or 0) >= (spec.replicas or 0)
+            and (st.updated_replicas or 0) >= (spec.replicas or 0)
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            listed = self.apps.list_deployment_for_all_namespaces(label_selector=self.selector)
+            for dep in listed.items:
+                self._keep(dep)
+            w = watch.Watch()
+            try:
+                for ev in w.stream(
+                    self.apps.list_deployment_for_all_namespaces,
+                    label_selector=self.selector,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=30,
+                ):
+                    if ev["type"] in ("ADDED", "MODIFIED"):
+                        self._keep(ev["object"])
+                    if self._stop.is_set():
+                        w.stop()
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+
+    def count(self) -> int:
+        return sum(self.state.values())
 
     def stop(self) -> None:
         self._stop.set()
@@ -334,6 +434,9 @@ class Bench:
             r.restart_writes, r.restart_quiet = self.restart(op, writes)
             quiet = "not quiet" if r.restart_quiet is None else f"quiet {r.restart_quiet:.1f} s"
             say(f"N={n}: restart: {r.restart_writes} writes, {quiet}")
+            op.stop()
+            r.floor = self.children_alone(names, tag)
+            say(f"N={n}: the children alone: all available {r.floor:.1f} s after the first apply")
             r.load = os.getloadavg()[0]
             return r
         finally:
@@ -342,6 +445,49 @@ class Bench:
             if op.webhook_name:
                 delete_registry_webhooks(self.mlflow_uri, {op.webhook_name})
             self.cleanup(names)
+
+    def children_alone(self, names: list[str], tag: str) -> float:
+        """The reference (6. in the module's doc): seconds from the first apply of the copied
+        children until every copied Deployment is available."""
+        api = self.cluster.api_client()
+        dyn = DynamicClient(api)
+        kinds = {(av, k): dyn.resources.get(api_version=av, kind=k) for av, k in CHILD_KINDS}
+        floor_ns = {ns: f"floor-{tag}-{i}" for i, ns in enumerate(names)}
+        by_owner: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = {}
+        for (av, kind), res in kinds.items():
+            listed = dyn.get(res, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}").to_dict()
+            for obj in listed["items"]:
+                meta = obj["metadata"]
+                if meta["namespace"] in floor_ns:
+                    body = copied(av, kind, obj, floor_ns[meta["namespace"]], tag)
+                    owner = meta["labels"][LABEL_MODELDEPLOYMENT]
+                    by_owner.setdefault((meta["namespace"], owner), []).append((res, body))
+        for ns in floor_ns.values():
+            self.kube.core.create_namespace({"metadata": {"name": ns}})
+        wanted = sum(
+            1 for group in by_owner.values() for res, _ in group if res.kind == "Deployment"
+        )
+        available = Available(api, f"{FLOOR_LABEL}={tag}")
+
+        def apply(group: list[tuple[Any, dict[str, Any]]]) -> None:
+            for res, body in group:
+                dyn.server_side_apply(
+                    res,
+                    body=body,
+                    namespace=body["metadata"]["namespace"],
+                    field_manager="scale-bench",
+                    force_conflicts=True,
+                )
+
+        try:
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(FLOOR_THREADS) as pool:
+                list(pool.map(apply, by_owner.values()))
+            done = wait(lambda: available.count() >= wanted, self.timeout, "children available")
+            return done - t0
+        finally:
+            available.stop()
+            self.cleanup(list(floor_ns.values()))
 
     def subscribed(self, op: Operator) -> bool:
         token = None
@@ -429,13 +575,13 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
         "size. "
         "Method in `benchmarks/operator_scale_bench.py`.",
         "",
-        "| N | apply → all Healthy | operator peak RSS | idle API writes per object per minute "
-        "| idle operator CPU |",
-        "|---|---:|---:|---:|---:|",
+        "| N | apply → all Healthy | the children alone → all available | operator peak RSS "
+        "| idle API writes per object per minute | idle operator CPU |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.n} | {fmt(r.healthy)} | {fmt(r.rss_mib, ' MiB', 0)} "
+            f"| {r.n} | {fmt(r.healthy)} | {fmt(r.floor)} | {fmt(r.rss_mib, ' MiB', 0)} "
             f"| {fmt(r.writes_per_md_min, '', 1)} | {fmt(r.cpu, ' %')} |"
         )
     lines += [
@@ -457,6 +603,11 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
         "- *apply → all Healthy*: the ModelDeployments are created one after another (creating "
         f"them took {', '.join(fmt(r.applied) for r in results)}); the clock stops when a "
         "watch sees the last one Healthy on version 1.",
+        "- *the children alone* (the reference, no operator running): the same children, copied "
+        "as the operator made them into fresh namespaces, server-side applied by a plain client "
+        f"from {FLOOR_THREADS} threads; from the first apply until a watch sees every Deployment "
+        "available. What the cluster's own controllers, scheduler and kwok need for those "
+        "objects on this machine: no operator can be faster here.",
         f"- *idle*: {SETTLE:.0f} s after all are Healthy, over {b.idle:.0f} s: write requests "
         "(POST/PUT/PATCH/APPLY/DELETE in the API server's `apiserver_request_total`) to "
         "ModelDeployments, their children and Events, per ModelDeployment per minute (a "
@@ -545,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"smoke ok: N={r.n} Healthy {r.healthy:.1f} s, {r.writes_per_md_min:.1f} idle writes "
             f"per object per minute, webhook move {r.webhook_all:.1f} s, polling "
-            f"{r.poll_all:.1f} s, {r.restart_writes} writes after restart"
+            f"{r.poll_all:.1f} s, {r.restart_writes} writes after restart, the children alone "
+            f"{r.floor:.1f} s"
         )
         return 0
     print(text)
