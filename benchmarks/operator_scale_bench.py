@@ -334,7 +334,7 @@ class Bench:
     operator_args: list[str] = field(default_factory=list)  # beyond the defaults
 
     def ensure_capacity(self, n: int) -> None:
-        """kwok nodes for n pods, and a Service range for n Services."""
+        """kwok nodes for n pods, and a Service range for n more Services."""
         nodes = max(devstack.NODE_COUNT, math.ceil(n * 1.2 / PODS_PER_NODE))
         subprocess.run(
             [*self.cluster.kubectl, "apply", "-f", "-"],
@@ -435,6 +435,7 @@ class Bench:
             quiet = "not quiet" if r.restart_quiet is None else f"quiet {r.restart_quiet:.1f} s"
             say(f"N={n}: restart: {r.restart_writes} writes, {quiet}")
             op.stop()
+            self.ensure_capacity(2 * n)  # the operator's pods and Services are still there
             r.floor = self.children_alone(names, tag)
             say(f"N={n}: the children alone: all available {r.floor:.1f} s after the first apply")
             r.load = os.getloadavg()[0]

@@ -6,6 +6,7 @@ Each other job is its own module and owns its thread(s):
 | part | module | threads |
 |---|---|---|
 | work queue + worker pool | workqueue.py, workers.py | reconcile-0 … reconcile-N-1 |
+| registry audit entries of finished rollouts | background.py | registry-audit |
 | HTTP endpoints | endpoints.py | none (kopf's event loop) |
 | metrics endpoint | prometheus_client | its HTTP server thread |
 | leader election | leader.py | leader-election |
@@ -34,6 +35,7 @@ from prometheus_client import start_http_server
 
 from modeldeploy.alerts.poller import AlertPoller, fetch_alerts
 from modeldeploy.alerts.store import AlertStore
+from modeldeploy.controller.background import Background
 from modeldeploy.controller.children import ChildStore, Informed
 from modeldeploy.controller.endpoints import Endpoints, Hooks
 from modeldeploy.controller.kube import Fenced, KubeAPI, LeaseAPI
@@ -85,6 +87,7 @@ class Operator:
             )
         else:
             self.role = SoleReplica(config.identity, url)
+        self.audit = Background("registry-audit")
         self.reconciler = Reconciler(
             Informed(Fenced(kube, self.role.leading), self.children),
             config,
@@ -92,6 +95,7 @@ class Operator:
             self.metrics,
             self.alerts,
             client_factory=client_factory,
+            background=self.audit,
         )
         self.workers = WorkerPool(
             self.queue, self.reconciler.reconcile, config.workers, active=self.role.leading
@@ -178,6 +182,7 @@ class Operator:
             cfg.metrics_port, addr=cfg.bind_address, registry=self.metrics.registry
         )
         await self.endpoints.start()
+        self.audit.start()
         self.workers.start()
         self.registry_poller.start()
         if self.poller is not None:
@@ -195,6 +200,7 @@ class Operator:
         this one's last write."""
         self.workers.close()
         await asyncio.to_thread(self.workers.join, 30.0)
+        await asyncio.to_thread(self.audit.stop)
         if isinstance(self.role, LeaderElector):
             await asyncio.to_thread(self.role.stop)
         for part in (self.poller, self.subscription, self.registry_poller):

@@ -11,6 +11,7 @@ write, so they are not repeated for work already recorded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -26,6 +27,7 @@ from modeldeploy.analysis.types import AnalysisUnavailable
 from modeldeploy.api import reasons as r
 from modeldeploy.api.spec import CANARY, ModelDeploymentSpec, SpecError, parse_spec
 from modeldeploy.api.status import AnalysisRecord, Status
+from modeldeploy.controller.background import Background
 from modeldeploy.controller.kube import KubeAPI
 from modeldeploy.controller.metrics import OperatorMetrics
 from modeldeploy.governance import records
@@ -114,8 +116,13 @@ class Reconciler:
         alerts: AlertStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_factory: Callable[[str, Mapping[str, str]], RegistryClient] = RegistryClient,
+        background: Background | None = None,
     ) -> None:
+        """`background` writes the registry's audit entries of finished rollouts off the
+        reconcile's path (controller/background.py); without one (or before it is started) they
+        are written inline."""
         self.kube, self.config, self.cache, self.metrics = kube, config, cache, metrics
+        self.background = background or Background("registry-audit")
         self.alerts = alerts or AlertStore()
         self.clock = clock
         self._client_factory = client_factory
@@ -279,8 +286,12 @@ class Reconciler:
     def _record_deploys(
         self, body: Mapping[str, Any], spec: ModelDeploymentSpec, p: Plan, previous: str | None
     ) -> None:
-        """An audit entry on each version this plan saw fully rolled out."""
+        """An audit entry on each version this plan saw fully rolled out, written in the
+        background: it is best effort and status already records the rollout, so the worker
+        does not wait for the registry (a rollback's records, which later planning reads, are
+        written in the reconcile: `_record_rollback`)."""
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        now = self.clock()
         for version, outcome in p.rollouts_completed:
             if outcome != r.OUTCOME_SUCCEEDED:
                 continue
@@ -290,7 +301,18 @@ class Reconciler:
                 details["previous"] = previous
             if entry is not None and entry.reason:
                 details["reason"] = entry.reason
-            self._tag_version(body, spec, version, records.ACTION_DEPLOY, details)
+            self.background.submit(
+                f"audit entry of {ns}/{name} deploying version {version}",
+                functools.partial(
+                    self._tag_version,
+                    body,
+                    spec,
+                    version,
+                    records.ACTION_DEPLOY,
+                    details,
+                    now=now,
+                ),
+            )
 
     def _tag_version(
         self,

@@ -1,6 +1,7 @@
 """An operator with nothing to do writes nothing to the API server, restarted or not (issue 14:
 at 1000 ModelDeployments the idle operator sent 6 to 8 writes per object per minute, every one a
-server-side apply of an unchanged child), and it still repairs a child edited by hand.
+server-side apply of an unchanged child), and it still repairs a child edited by hand. Nor does
+it read its ModelDeployments with GETs: the watch and its own writes' answers keep them.
 
 Writes are counted on the operator's own client (`modeldeploy_kube_requests_total`, counted in
 the real kubernetes client's `call_api`): the API server's own request counters are shared with
@@ -24,21 +25,28 @@ POLL = ["--poll-interval", "1s"]
 
 
 def counted(op: Operator) -> dict[str, Any]:
-    """Writes by "METHOD resource" (without the leader Lease's renewals), reconciles and registry
-    calls so far."""
+    """Writes by "METHOD resource" (without the leader Lease's renewals), GETs of
+    ModelDeployments, reconciles and registry calls so far."""
     writes: dict[str, float] = {}
-    reconciles = registry_calls = 0.0
+    reconciles = registry_calls = md_reads = 0.0
     for family in text_string_to_metric_families(op.metrics()):
         for s in family.samples:
             if s.name == names.OP_KUBE_REQUESTS:
                 method, resource = s.labels["method"], s.labels["resource"]
                 if method != "GET" and resource != "leases" and s.value:
                     writes[f"{method} {resource}"] = s.value
+                if (method, resource) == ("GET", names.PLURAL):
+                    md_reads += s.value
             elif s.name == f"{names.OP_RECONCILE_SECONDS}_count":
                 reconciles += s.value
             elif s.name == names.OP_REGISTRY_REQUESTS:
                 registry_calls += s.value
-    return {"writes": writes, "reconciles": reconciles, "registry": registry_calls}
+    return {
+        "writes": writes,
+        "reconciles": reconciles,
+        "registry": registry_calls,
+        "md_reads": md_reads,
+    }
 
 
 def after(op: Operator, what: str, more: int) -> dict[str, float]:
@@ -70,6 +78,8 @@ def test_idle_and_restarted_operator_write_nothing_and_a_hand_edit_is_still_repa
     # label: a Deployment's annotation bumps its generation, a short rollout of its own.)
     kube.apps.patch_namespaced_deployment("m", namespace, {"metadata": {"labels": {"team": "a"}}})
     assert after(op, "reconciles", 1) == rolled_out
+    # Every reconcile read the ModelDeployment from the watch and its own status writes' answers.
+    assert counted(op)["md_reads"] == 0
 
     op.stop()
     again = start_operator(namespace, extra_args=POLL)
