@@ -1,7 +1,7 @@
 """The worker pool and the kopf handlers' echo filter, with in-memory fakes: a paused pool (a
 standby) reconciles nothing and loses nothing; a reconcile cut short by a lost lease or a
-status conflict is queued again without backoff; the requeue delay is the plan's, shortened (never lengthened) by the
-registry backoff; the operator's own status writes wake nothing."""
+status conflict is queued again without backoff; the requeue delay is the plan's, shortened
+(never lengthened) by the registry backoff; the operator's own status writes wake nothing."""
 
 from __future__ import annotations
 
