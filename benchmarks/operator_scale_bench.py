@@ -85,7 +85,11 @@ from tests.integration.operator.conftest import (  # noqa: E402
     delete_registry_webhooks,
 )
 
-from modeldeploy.names import LABEL_MANAGED_BY, LABEL_MODELDEPLOYMENT  # noqa: E402
+from modeldeploy.names import (  # noqa: E402
+    LABEL_MANAGED_BY,
+    LABEL_MODELDEPLOYMENT,
+    OP_KUBE_REQUESTS,
+)
 from modeldeploy.render.objects import MANAGED_BY  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -124,6 +128,9 @@ class Result:
     healthy: float = math.nan  # first create → all Healthy
     writes_per_md_min: float = math.nan
     writes_by: Counter[str] = field(default_factory=Counter)
+    # The operator's own requests from its start until all were Healthy (its
+    # modeldeploy_kube_requests_total, the leader Lease's left out), by "METHOD resource".
+    ramp_requests: Counter[str] = field(default_factory=Counter)
     cpu: float = math.nan  # % of one core, idle
     rss_mib: float = math.nan
     shared: int = 0
@@ -289,6 +296,15 @@ class ApiWrites:
         return counts
 
 
+def operator_requests(op: Operator) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for fam in text_string_to_metric_families(op.metrics()):
+        for s in fam.samples:
+            if s.name == OP_KUBE_REQUESTS and s.labels["resource"] != "leases" and s.value:
+                counts[f"{s.labels['method']} {s.labels['resource']}"] += int(s.value)
+    return counts
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -405,6 +421,11 @@ class Bench:
 
             r.healthy = wait(all_healthy, self.timeout, f"{n} Healthy") - t0
             say(f"N={n}: all Healthy {r.healthy:.1f} s after the first create")
+            r.ramp_requests = operator_requests(op)
+            say(
+                f"N={n}: operator requests per ModelDeployment until then: "
+                f"{sum(r.ramp_requests.values()) / n:.1f} ({dict(r.ramp_requests)})"
+            )
 
             time.sleep(self.settle)
             w0, c0, t1 = writes.read(), cpu_seconds(pid), time.monotonic()
@@ -623,6 +644,13 @@ def markdown(results: list[Result], b: Bench, revision: str) -> str:
         "*not quiet*: writes went on.",
         "- *peak RSS*: VmHWM of the first operator process at the end of its size.",
     ]
+    for r in results:
+        lines.append(
+            f"- The operator's requests from its start until all were Healthy at N={r.n}: "
+            f"{sum(r.ramp_requests.values()) / r.n:.1f} per ModelDeployment ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(r.ramp_requests.items()))
+            + "; its `modeldeploy_kube_requests_total`, the leader Lease's left out)"
+        )
     for r in results:
         lines.append(
             f"- Idle writes at N={r.n} by request: "
