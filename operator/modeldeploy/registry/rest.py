@@ -6,9 +6,10 @@ protocol as MLflow's `call_endpoint` (mlflow/utils/rest_utils.py): GET requests 
 query parameters, others as JSON; a non-200 answer whose body is a JSON object is an error with
 its `error_code`; the host credentials mean what `MlflowHostCreds` means (basic auth when a user
 and password are set, else a bearer token; `MLFLOW_TRACKING_INSECURE_TLS`,
-`MLFLOW_TRACKING_SERVER_CERT_PATH`); timeout and retries come from MLflow's environment variables
-(`configure_http` sets the operator's defaults: 10 s, no retries, because the operator retries
-at the work-queue level with backoff and must not block a worker for minutes on a dead registry).
+`MLFLOW_TRACKING_SERVER_CERT_PATH`); timeout, retries and pool sizes come from MLflow's
+environment variables (`configure_http` sets the operator's defaults: 10 s, no retries, because
+the operator retries at the work-queue level with backoff and must not block a worker for
+minutes on a dead registry).
 
 MLflow stays the transport only for `databricks` tracking URIs, whose host credentials (profiles,
 OAuth, the SDK) are not plain HTTP; `mlflow_fallback` imports it lazily.
@@ -35,6 +36,7 @@ _DEFAULT_TIMEOUT = 120
 _DEFAULT_RETRIES = 0  # MLflow's is 7; the operator's configure_http sets 0 in any case
 _DEFAULT_BACKOFF = 2
 _DEFAULT_JITTER = 1.0
+_DEFAULT_POOL = 10
 
 # Concurrent first imports of mlflow submodules from worker threads fail on circular imports;
 # every lazy import of mlflow in the operator goes through `mlflow_fallback`, under this lock.
@@ -101,7 +103,11 @@ class MlflowRest:
             allowed_methods=None,  # MLflow retries every method
             raise_on_status=False,  # the last answer is returned and judged like any other
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = HTTPAdapter(
+            pool_connections=_env_number("MLFLOW_HTTP_POOL_CONNECTIONS", _DEFAULT_POOL, int),
+            pool_maxsize=_env_number("MLFLOW_HTTP_POOL_MAXSIZE", _DEFAULT_POOL, int),
+            max_retries=retry,
+        )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update(_auth_header(self._creds))
