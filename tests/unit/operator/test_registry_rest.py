@@ -16,13 +16,17 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from modeldeploy.api.spec import ModelRef
+from modeldeploy.registry import rest
 from modeldeploy.registry.client import RegistryClient
+from modeldeploy.registry.rest import MlflowFallback
 from modeldeploy.registry.subscription import RestWebhooks, Wanted, ensure
 from modeldeploy.registry.types import ModelNotFound, RegistryUnreachable
 from modeldeploy.registry.webhooks import WEBHOOK_EVENTS
@@ -268,6 +272,45 @@ def test_mlmodel_of_a_runs_uri_is_read_through_the_artifact_proxy(mlflow: FakeMl
     assert mlflow.seen[2].headers["authorization"] == "Bearer t0k"
     mlflow.on("GET", proxied, (404, "gone"))
     assert client.read_mlmodel("fraud", "1") is None
+
+
+def test_other_artifact_stores_are_read_through_mlflow_loaded_lazily(
+    mlflow: FakeMlflow, tmp_path: Path
+) -> None:
+    (tmp_path / "with" / "MLmodel").parent.mkdir()
+    (tmp_path / "with" / "MLmodel").write_text("flavors: {}\n")
+    uris = iter([str(tmp_path / "with"), str(tmp_path / "without")])
+    mlflow.on(
+        "GET",
+        f"{API}/model-versions/get-download-uri",
+        lambda _s: (200, {"artifact_uri": next(uris)}),
+    )
+    client = RegistryClient(mlflow.url)
+    assert client.read_mlmodel("fraud", "1") == "flavors: {}\n"
+    assert client.read_mlmodel("fraud", "2") is None
+
+
+def test_databricks_uris_go_through_mlflows_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[Any, ...]] = []
+
+    def http_request(creds: str, endpoint: str, method: str, **kw: Any) -> requests.Response:
+        asked.append((creds, endpoint, method, kw))
+        resp = requests.Response()
+        resp.status_code, resp._content = 200, json.dumps({"model_version": version("4")}).encode()
+        return resp
+
+    fallback = MlflowFallback(http_request, lambda uri: f"creds of {uri}", None)
+    monkeypatch.setattr(rest, "mlflow_fallback", lambda: fallback)
+    resolved = RegistryClient("databricks://profile").resolve(ModelRef("fraud", version="4"))
+    assert resolved.version == "4"
+    assert asked == [
+        (
+            "creds of databricks://profile",
+            f"{API}/model-versions/get",
+            "GET",
+            {"params": {"name": "fraud", "version": "4"}},
+        )
+    ]
 
 
 def test_webhook_subscription_over_rest_is_written_once(mlflow: FakeMlflow) -> None:
