@@ -11,9 +11,10 @@ A version with no series is a version without traffic (all zeros), not an error;
 question is: `AnalysisUnavailable`, which the judge turns into a hold, never a pass.
 
 Input PSI uses `serving.drift.psi`, the reference formula the recording rules are tested
-against. Importing it here is allowed by the import-linter contracts (only the serving runtime
-is forbidden to import the operator, not the reverse) and costs numpy, a dependency of the
-operator image already.
+against. Importing it is allowed by the import-linter contracts (only the serving runtime is
+forbidden to import the operator, not the reverse); it is imported at the first analysis, not
+with this module, because it costs numpy and the operator loads no numpy until a canary is
+analysed (issue 14: the operator's memory).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import requests
 from modeldeploy import names
 from modeldeploy.analysis.types import AnalysisUnavailable, Measurement, VersionSample
 from modeldeploy.render.quality_rules import selector
-from modeldeploy.serving.drift import psi
 
 Vector = list[tuple[dict[str, str], float]]
 
@@ -244,6 +244,8 @@ def _input_psi(rows: Vector, baseline: Vector) -> tuple[float, str] | tuple[None
     training baseline's shares, and that feature; (None, None) without a feature that has both
     a baseline and rows. Bins are those of either side; an absent one has share 0 (floored at
     PSI_EPSILON by `psi`), as `serving.drift.psi` counts over all bins of the baseline."""
+    from modeldeploy.serving.drift import psi  # numpy: see the module docstring
+
     counts, expected = _by_feature(rows), _by_feature(baseline)
     best: tuple[float, str] | None = None
     for feature in sorted(counts.keys() & expected.keys()):

@@ -3,7 +3,7 @@
 Before the operator points serving pods at a version they do not run yet (the selector moved, or
 a rollback goes back), it asks the registry three things: the version exists, its artifacts
 exist (its MLmodel file can be read), and the serving runtime will load it under the trust
-setting the operator gives serving pods (`serving.loader.refusal`, the runtime's own rule). A
+setting the operator gives serving pods (`serving.trust.refusal`, the runtime's own rule). A
 version failing any of them is not rolled out, so what serves now keeps serving.
 
 Answers are kept briefly: a pass for `ok_ttl`, a failure for the shorter `failure_ttl`, so a
@@ -25,7 +25,7 @@ from modeldeploy.api import reasons as r
 from modeldeploy.names import model_version_uri
 from modeldeploy.registry.types import ModelNotFound, RegistryError, Unservable
 from modeldeploy.serving.config import ServeConfig
-from modeldeploy.serving.loader import refusal
+from modeldeploy.serving.trust import refusal
 
 TRUST_ENV = "MODELDEPLOY_TRUST_MODEL_CODE"
 OK_TTL_SECONDS = 60.0

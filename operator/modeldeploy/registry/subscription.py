@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
+from modeldeploy.registry.client import CREDENTIAL_KEYS
+from modeldeploy.registry.rest import API, MlflowRest
 from modeldeploy.registry.webhooks import WEBHOOK_EVENTS
 
 log = logging.getLogger("modeldeploy.subscription")
 DEFAULT_WEBHOOK_NAME = "modeldeploy-operator"
+_WEBHOOKS = f"{API}/webhooks"  # MLflow's WebhookService lives under /api/2.0 (rest_store.py)
+_MAX_PAGES = 100
 
 
 class WebhookAPI(Protocol):
-    """The part of `mlflow.MlflowClient` the subscription uses."""
+    """The part of `mlflow.MlflowClient` the subscription uses (RestWebhooks implements it)."""
 
     def list_webhooks(self) -> Any: ...
     def create_webhook(self, **kwargs: Any) -> Any: ...
@@ -77,10 +83,76 @@ def ensure(client: WebhookAPI, wanted: Wanted) -> str:
     return "updated"
 
 
-def mlflow_client(tracking_uri: str) -> WebhookAPI:
-    from mlflow import MlflowClient
+@dataclass(frozen=True)
+class Webhook:
+    """A registered webhook as MLflow's REST API returns it; events read "entity.action" as
+    `str(mlflow.entities.webhook.WebhookEvent)` does."""
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)  # type: ignore[return-value]
+    webhook_id: str
+    name: str
+    url: str
+    events: tuple[str, ...]
+    status: str
+    description: str | None
+
+
+class RestWebhooks:
+    """`WebhookAPI` over MLflow's REST API (registry/rest.py; the paths of MLflow's
+    WebhookService), with the MLFLOW_TRACKING_* credentials of the operator's environment, as
+    MlflowClient would read them."""
+
+    def __init__(self, tracking_uri: str, credentials: Mapping[str, str] | None = None) -> None:
+        if credentials is None:
+            credentials = {k: os.environ[k] for k in CREDENTIAL_KEYS if os.environ.get(k)}
+        self._rest = MlflowRest(tracking_uri, credentials)
+
+    def list_webhooks(self) -> list[Webhook]:
+        """Every page of the list (MlflowClient's returns the first only)."""
+        hooks: list[Webhook] = []
+        token = None
+        for _ in range(_MAX_PAGES):
+            answer = self._rest.call("GET", _WEBHOOKS, {"page_token": token} if token else None)
+            hooks.extend(_webhook(w) for w in answer.get("webhooks") or ())
+            token = answer.get("next_page_token")
+            if not token:
+                break
+        return hooks
+
+    def create_webhook(self, **kwargs: Any) -> Webhook:
+        return _webhook(self._rest.call("POST", _WEBHOOKS, _body(kwargs)).get("webhook") or {})
+
+    def update_webhook(self, webhook_id: str, **kwargs: Any) -> Webhook:
+        endpoint = f"{_WEBHOOKS}/{quote(webhook_id, safe='')}"
+        return _webhook(self._rest.call("PATCH", endpoint, _body(kwargs)).get("webhook") or {})
+
+
+def _body(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of MlflowClient's create/update → the JSON MLflow sends."""
+    body = {k: v for k, v in fields.items() if v is not None and k != "events"}
+    if fields.get("events"):
+        body["events"] = [
+            {"entity": entity.upper(), "action": action.upper()}
+            for entity, _, action in (str(e).partition(".") for e in fields["events"])
+        ]
+    if "status" in body:
+        body["status"] = str(body["status"]).upper()
+    return body
+
+
+def _webhook(raw: Mapping[str, Any]) -> Webhook:
+    events = tuple(
+        f"{str(e.get('entity', '')).lower()}.{str(e.get('action', '')).lower()}"
+        for e in raw.get("events") or ()
+        if isinstance(e, dict)
+    )
+    return Webhook(
+        webhook_id=str(raw.get("webhook_id", "")),
+        name=str(raw.get("name", "")),
+        url=str(raw.get("url", "")),
+        events=events,
+        status=str(raw.get("status", "")),
+        description=raw.get("description"),
+    )
 
 
 class Subscription:
@@ -91,7 +163,7 @@ class Subscription:
         self,
         tracking_uri: str,
         wanted: Wanted,
-        client_factory: Callable[[str], WebhookAPI] = mlflow_client,
+        client_factory: Callable[[str], WebhookAPI] = RestWebhooks,
     ) -> None:
         self.tracking_uri, self.wanted = tracking_uri, wanted
         self._client_factory = client_factory

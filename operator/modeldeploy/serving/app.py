@@ -31,8 +31,9 @@ from modeldeploy.serving import payload
 from modeldeploy.serving.batching import Batcher
 from modeldeploy.serving.config import ServeConfig
 from modeldeploy.serving.feedback import Refusal
-from modeldeploy.serving.loader import LoadRefused, load
+from modeldeploy.serving.loader import load
 from modeldeploy.serving.runtime import Clock, Pending, Runtime, Scored, error_body
+from modeldeploy.serving.trust import LoadRefused
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -22,7 +22,7 @@ from modeldeploy.registry.types import RegistryUnreachable, Unservable
 from modeldeploy.rollout.planner import PREFLIGHT_RECHECK_SECONDS, Context, Plan, plan
 from modeldeploy.rollout.preflight import MAX_ROUNDS, plan_checked
 from modeldeploy.rollout.rollback import last_healthy
-from modeldeploy.serving.loader import refusal
+from modeldeploy.serving.trust import refusal
 from tests.unit.operator.test_planner import (
     MODEL,
     T0,

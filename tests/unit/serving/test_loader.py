@@ -1,6 +1,6 @@
 import pytest
 
-from modeldeploy.serving.loader import LoadRefused, check_code, check_scheme, code_needed
+from modeldeploy.serving.trust import LoadRefused, check_code, check_scheme, code_needed
 
 
 def sklearn(fmt: str) -> dict[str, object]:
