@@ -222,9 +222,9 @@ class Runtime:
         """(predictions, top class probabilities or None); raises what the model raises."""
         fast = self.fast
         assert fast is not None
-        if want and fast.proba_is_predict:
-            proba = fast.predict_proba(matrix)
-            return fast.classes_from(proba), proba.max(axis=1).astype(float, copy=False)
+        if want and (fast.proba_is_predict or fast.decision_rule is not None):
+            raw, proba = fast.predict_both(matrix)
+            return raw, proba.max(axis=1).astype(float, copy=False)
         raw = fast.predict(matrix)
         return raw, _top(fast.predict_proba, matrix) if want else None
 
