@@ -416,7 +416,7 @@ def _from_decision(rule: str, final: Any, decision: npt.NDArray[Any]) -> tuple[A
     their own words (scikit-learn 1.9): LinearClassifierMixin.predict and
     LogisticRegression.predict_proba (softmax, or `_predict_proba_lr`'s expit when binary);
     GradientBoostingClassifier.predict and .predict_proba (its loss's link)."""
-    from scipy.special import expit
+    from scipy.special import expit  # type: ignore[import-untyped]
     from sklearn.utils.extmath import softmax
 
     binary = decision.ndim == 1
