@@ -33,6 +33,7 @@ def guarded_h11(header_timeout: float) -> type[asyncio.Protocol]:
 
 class HeadDeadlineH11(H11Protocol):
     header_timeout: float = 10.0
+    _head_deadline: float | None = None  # None: not waiting for a request head
     _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -41,6 +42,9 @@ class HeadDeadlineH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
@@ -54,16 +58,28 @@ class HeadDeadlineH11(H11Protocol):
         super().on_response_complete()
 
     def _arm(self) -> None:
-        self._disarm()
-        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+        """A deadline, not a timer per request: the one timer of the connection checks it when
+        it fires and waits on for a deadline set since (a timer set and cancelled for every
+        request costs the loop's heap two operations a request)."""
+        self._head_deadline = self.loop.time() + self.header_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
 
     def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline = None
+
+    def _head_check(self) -> None:
+        self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:  # re-armed since this timer was set
+            self._head_timer = self.loop.call_at(deadline, self._head_check)
+            return
+        self._head_timed_out()
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
+        self._head_deadline = None
         if self.transport.is_closing():
             return
         log.debug("closing a connection that sent no complete request head in time")
