@@ -78,6 +78,7 @@ class ServingApp:
         self.executor = ThreadPoolExecutor(config.threads, thread_name_prefix="predict")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batcher: Batcher[Pending, Scored | None] | None = None
+        self._answered: list[tuple[Scored, str]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -208,8 +209,23 @@ class ServingApp:
             metrics.in_flight.dec()
         metrics.request(scored.status, scored.seconds, scored.error_type)
         if scored.status == 200:
-            runtime.observe(scored, rid)
+            self._observe_soon(runtime, scored, rid)
         self._access(runtime, rid, scored, headers)
+
+    def _observe_soon(self, runtime: Runtime, scored: Scored, rid: str) -> None:
+        """Observed in the loop's next pass, together with the other requests answered in this
+        one (a batch's requests all wake in the same pass): one numpy pass for all their rows.
+        Still after each response was sent, and before the loop reads another request."""
+        self._answered.append((scored, rid))
+        if len(self._answered) == 1:
+            asyncio.get_running_loop().call_soon(self._observe_answered, runtime)
+
+    def _observe_answered(self, runtime: Runtime) -> None:
+        answered, self._answered = self._answered, []
+        try:
+            runtime.observe_many(answered)
+        except Exception:  # the answers are sent; say so in the log, keep serving
+            log.exception("observing answered requests failed")
 
     async def _score(
         self, runtime: Runtime, headers: dict[bytes, bytes], receive: Receive, rid: str
@@ -227,7 +243,10 @@ class ServingApp:
         else:
             work = loop.run_in_executor(self.executor, runtime.score, body, ctype, rid, clock)
         try:
-            return await asyncio.wait_for(work, self.config.timeout)
+            # asyncio.timeout, not wait_for: wait_for runs `work` in a task of its own, two more
+            # loop round trips per request for the same deadline.
+            async with asyncio.timeout(self.config.timeout):
+                return await work
         except TimeoutError:
             limit_s = self.config.timeout
             msg = f"prediction took longer than {limit_s:g}s (MODELDEPLOY_PREDICT_TIMEOUT)"
@@ -275,9 +294,8 @@ class ServingApp:
         """The whole body, or the refusal (413, 408) without its body; raises ClientGone."""
         limit = self.config.max_body_bytes
         try:
-            return await asyncio.wait_for(
-                _read_body(headers, receive, limit), self.config.body_timeout
-            )
+            async with asyncio.timeout(self.config.body_timeout):
+                return await _read_body(headers, receive, limit)
         except TooLarge:
             msg = f"request body larger than {limit} bytes (MODELDEPLOY_MAX_BODY_BYTES)"
             return Scored(413, b"", names.ERR_TOO_LARGE, msg)

@@ -78,6 +78,17 @@ _PROBA_IS_PREDICT: Final = frozenset(
         "sklearn.ensemble._forest.ExtraTreesClassifier",
     }
 )
+# Classifiers whose `predict` and `predict_proba` each call `decision_function` once and derive
+# their answer from it by a fixed formula (read in scikit-learn 1.9's source; see
+# `_from_decision`): one decision_function call then gives both, bit for bit, the class from
+# the decision values exactly as `predict` computes it (ties included). Only for the versions
+# whose source was read: another version may change a formula, and then the model is simply
+# called twice again.
+_DECISION_RULES: Final = {
+    "sklearn.linear_model._logistic.LogisticRegression": "logistic",
+    "sklearn.ensemble._gb.GradientBoostingClassifier": "boosting",
+}
+_DECISION_VERIFIED: Final = ("1.9",)
 # What computes each row's output from that row alone, in an order that does not depend on the
 # other rows: tree traversals (and ensembles summing or averaging them per row) and per-column
 # affine scalers. A matrix product (linear models, SVMs, neighbours' distances, MLPs) goes through
@@ -113,6 +124,7 @@ class FastPath:
         self.proba_is_predict = (
             _qualname(final) in _PROBA_IS_PREDICT and getattr(final, "n_outputs_", 1) == 1
         )
+        self.decision_rule = _decision_rule(final) if not self.proba_is_predict else None
         # Batching may join this model's requests: its answers do not depend on the other rows
         # of a batch, exactly (per-row models), or up to rounding in decision values that can
         # only matter where two classes tie (classifiers, whose answers are class labels).
@@ -283,6 +295,18 @@ class FastPath:
         """`predict`'s answer from its own predict_proba (only when `proba_is_predict`)."""
         return _final_step(self.estimator).classes_.take(np.argmax(proba, axis=1), axis=0)
 
+    def predict_both(self, matrix: npt.NDArray[Any]) -> tuple[Any, npt.NDArray[Any]]:
+        """(`predict(matrix)`, `predict_proba(matrix)`) from as few model calls as the
+        estimator's own code allows: one where predict derives from predict_proba or both from
+        decision_function, else two."""
+        if self.proba_is_predict:
+            proba = self.predict_proba(matrix)
+            return self.classes_from(proba), proba
+        if self.decision_rule is not None:
+            decision = np.asarray(self.estimator.decision_function(matrix))
+            return _from_decision(self.decision_rule, _final_step(self.estimator), decision)
+        return self.predict(matrix), self.predict_proba(matrix)
+
 
 def _build(pyfunc: Any, type_hint_signature: bool) -> tuple[str, FastPath | None]:
     meta = pyfunc.metadata
@@ -371,6 +395,40 @@ def _pandas_output(estimator: Any) -> str | None:
     if config.get("transform", "default") != "default":
         return f"{_qualname(estimator)} is set to output {config['transform']}"
     return None
+
+
+def _decision_rule(final: Any) -> str | None:
+    import sklearn
+
+    rule = _DECISION_RULES.get(_qualname(final))
+    version = ".".join(sklearn.__version__.split(".")[:2])
+    if rule is None or version not in _DECISION_VERIFIED:
+        return None
+    if rule == "boosting" and not callable(
+        getattr(getattr(final, "_loss", None), "predict_proba", None)
+    ):
+        return None
+    return rule
+
+
+def _from_decision(rule: str, final: Any, decision: npt.NDArray[Any]) -> tuple[Any, Any]:
+    """What `final.predict` and `final.predict_proba` compute from these decision values, in
+    their own words (scikit-learn 1.9): LinearClassifierMixin.predict and
+    LogisticRegression.predict_proba (softmax, or `_predict_proba_lr`'s expit when binary);
+    GradientBoostingClassifier.predict and .predict_proba (its loss's link)."""
+    from scipy.special import expit  # type: ignore[import-untyped]
+    from sklearn.utils.extmath import softmax
+
+    binary = decision.ndim == 1
+    if rule == "boosting":
+        encoded = (decision >= 0).astype(int) if binary else np.argmax(decision, axis=1)
+        return final.classes_[encoded], final._loss.predict_proba(decision)
+    indices = (decision > 0).astype(np.intp) if binary else np.argmax(decision, axis=1)
+    classes = final.classes_.take(indices, axis=0)
+    if binary:
+        positive = expit(decision)
+        return classes, np.stack([1 - positive, positive], axis=1)
+    return classes, softmax(decision, copy=False)
 
 
 def _final_step(estimator: Any) -> Any:

@@ -11,11 +11,25 @@ from typing import Any
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str) builds one per call
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp = (-1, "")  # (second, its text): one tuple, so threads see a matching pair
+
+    def _ts(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        cached, text = self._stamp
+        if second != cached:  # one strftime per second, not per line
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, text)
+        return f"{text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._ts(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -25,7 +39,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return _ENCODER.encode(out)
 
 
 def configure(level: str) -> None:

@@ -74,6 +74,25 @@ class BatchHistogram:
         )
         self.total += float(v.sum())
 
+    def observe_all(self, parts: Sequence[npt.NDArray[np.float64]]) -> None:
+        """`observe` of each part in turn, with one bincount for all of them; the sum still
+        adds each part's own sum in order, so it rounds exactly as those calls would."""
+        v = np.concatenate(parts)
+        v = v[~np.isnan(v)]
+        if not len(v):
+            return
+        self.counts += np.bincount(
+            np.searchsorted(self.edges, v, side="left"), minlength=len(self.counts)
+        )
+        if len(v) == sum(len(part) for part in parts):  # no NaN: each part's sum as it is
+            for part in parts:
+                self.total += float(part.sum())
+            return
+        for part in parts:
+            kept = part[~np.isnan(part)]
+            if len(kept):
+                self.total += float(kept.sum())
+
     def family(self, labels: Sequence[str], values: Sequence[str]) -> HistogramMetricFamily:
         cum = np.cumsum(self.counts)
         buckets = [(_fmt(e), float(n)) for e, n in zip(self.edges, cum[:-1], strict=True)]
@@ -306,6 +325,19 @@ class ServingMetrics:
         uniq, counts = np.unique(predictions, return_counts=True)
         for value, n in zip(uniq.tolist(), counts.tolist(), strict=True):
             self._class_child(self.class_names(value)).inc(n)
+
+    def classes_all(self, parts: Sequence[npt.NDArray[Any]]) -> None:
+        """`classes` of each part in turn, counted in one pass. Which classes get a name of
+        their own (the first MAX_CLASSES seen) depends on the order only when the new ones
+        would pass that limit: then part by part, as before."""
+        uniq, counts = np.unique(np.concatenate(parts), return_counts=True)
+        names = self.class_names
+        if len(names.named) + len(uniq) > names.limit:
+            for part in parts:
+                self.classes(part)
+            return
+        for value, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+            self._class_child(names(value)).inc(n)
 
     def outcomes(self, labels: Sequence[Any], predictions: Any, task: str) -> None:
         """Labelled rows from /feedback (already validated for the task)."""
