@@ -144,19 +144,56 @@ class Result:
     load: float = math.nan
 
 
-class Statuses:
+class Followed:
+    """Objects kept current by one list + watch in a thread of their own (a poll of 1000
+    objects a second would load the API server the benchmark measures). `list_call(*args,
+    **kwargs)` lists them, dicts or the client's typed objects; subclasses `keep` each."""
+
+    def __init__(self, list_call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._list, self._args, self._kwargs = list_call, args, kwargs
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def keep(self, obj: Any) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            listed = self._list(*self._args, **self._kwargs)
+            if isinstance(listed, dict):
+                items, rv = listed["items"], listed["metadata"]["resourceVersion"]
+            else:
+                items, rv = listed.items, listed.metadata.resource_version
+            for obj in items:
+                self.keep(obj)
+            w = watch.Watch()
+            try:
+                for ev in w.stream(
+                    self._list, *self._args, resource_version=rv, timeout_seconds=30, **self._kwargs
+                ):
+                    if ev["type"] in ("ADDED", "MODIFIED"):
+                        self.keep(ev["object"])
+                    if self._stop.is_set():
+                        w.stop()
+            except ApiException as exc:
+                if exc.status != 410:  # 410: the resourceVersion expired; list again
+                    raise
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Statuses(Followed):
     """(namespace, name) → (phase, servingVersion) of every ModelDeployment in `namespaces`, kept
-    by one cluster-wide list + watch (a poll of 1000 objects a second would load the API server
-    the benchmark measures)."""
+    by one cluster-wide list + watch."""
 
     def __init__(self, api: client.ApiClient, namespaces: set[str]) -> None:
-        self.custom, self.namespaces = client.CustomObjectsApi(api), namespaces
+        self.namespaces = namespaces
         self.state: dict[tuple[str, str], tuple[str | None, str | None]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        custom = client.CustomObjectsApi(api)
+        super().__init__(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
 
-    def _keep(self, obj: dict[str, Any]) -> None:
+    def keep(self, obj: dict[str, Any]) -> None:
         meta, st = obj["metadata"], obj.get("status") or {}
         if meta["namespace"] in self.namespaces:
             self.state[(meta["namespace"], meta["name"])] = (
@@ -164,35 +201,8 @@ class Statuses:
                 st.get("servingVersion"),
             )
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            listed = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-            for obj in listed["items"]:
-                self._keep(obj)
-            rv = listed["metadata"]["resourceVersion"]
-            w = watch.Watch()
-            try:
-                for ev in w.stream(
-                    self.custom.list_cluster_custom_object,
-                    GROUP,
-                    VERSION,
-                    PLURAL,
-                    resource_version=rv,
-                    timeout_seconds=30,
-                ):
-                    if ev["type"] in ("ADDED", "MODIFIED"):
-                        self._keep(ev["object"])
-                    if self._stop.is_set():
-                        w.stop()
-            except ApiException as exc:
-                if exc.status != 410:  # 410: the resourceVersion expired; list again
-                    raise
-
     def count(self, keys: list[tuple[str, str]], version: str) -> int:
         return sum(self.state.get(k) == ("Healthy", version) for k in keys)
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def copied(
@@ -225,17 +235,16 @@ def copied(
     }
 
 
-class Available:
+class Available(Followed):
     """How many Deployments matching `selector` are available (every replica of their current
     generation), kept by one list + watch."""
 
     def __init__(self, api: client.ApiClient, selector: str) -> None:
-        self.apps, self.selector = client.AppsV1Api(api), selector
         self.state: dict[tuple[str, str], bool] = {}
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+        apps = client.AppsV1Api(api)
+        super().__init__(apps.list_deployment_for_all_namespaces, label_selector=selector)
 
-    def _keep(self, dep: Any) -> None:
+    def keep(self, dep: Any) -> None:
         meta, spec, st = dep.metadata, dep.spec, dep.status
         self.state[(meta.namespace, meta.name)] = bool(
             st
@@ -244,32 +253,8 @@ class Available:
             and (st.updated_replicas or 0) >= (spec.replicas or 0)
         )
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            listed = self.apps.list_deployment_for_all_namespaces(label_selector=self.selector)
-            for dep in listed.items:
-                self._keep(dep)
-            w = watch.Watch()
-            try:
-                for ev in w.stream(
-                    self.apps.list_deployment_for_all_namespaces,
-                    label_selector=self.selector,
-                    resource_version=listed.metadata.resource_version,
-                    timeout_seconds=30,
-                ):
-                    if ev["type"] in ("ADDED", "MODIFIED"):
-                        self._keep(ev["object"])
-                    if self._stop.is_set():
-                        w.stop()
-            except ApiException as exc:
-                if exc.status != 410:
-                    raise
-
     def count(self) -> int:
         return sum(self.state.values())
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 class ApiWrites:
