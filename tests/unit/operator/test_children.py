@@ -202,24 +202,8 @@ def test_the_store_hands_out_copies_independent_of_the_event_body() -> None:
 
 def test_an_idle_reconcile_makes_no_api_write_even_after_a_restart() -> None:
     kube = FakeKube(monitoring=frozenset({"ServiceMonitor", "PrometheusRule"}))
-    registry = FakeRegistry()
-    registry.versions[MODEL] = {"1"}
-    registry.aliases[(MODEL, "champion")] = "1"
     kube.add_md(NS, NAME, {"model": {"name": MODEL, "alias": "champion"}})
-
-    def operator() -> Reconciler:
-        return Reconciler(
-            Informed(kube, ChildStore()),  # type: ignore[arg-type]
-            OperatorConfig(
-                default_tracking_uri=REGISTRY,
-                serving_env=(("MODELDEPLOY_TRUST_MODEL_CODE", "registry"),),
-            ),
-            ResolutionCache(),
-            OperatorMetrics(),
-            client_factory=registry.factory,  # type: ignore[arg-type]
-        )
-
-    rec = operator()
+    rec = reconciler_over(kube, ChildStore())
     rec.reconcile((NS, NAME))
     kube.finish_rollout(NS, NAME)
     rec.kube.store.seen("MODIFIED", kube.objects[("Deployment", NS, NAME)])  # type: ignore[attr-defined]
@@ -233,7 +217,7 @@ def test_an_idle_reconcile_makes_no_api_write_even_after_a_restart() -> None:
     }
     kube.calls.clear()
     rec.reconcile((NS, NAME))
-    operator().reconcile((NS, NAME))
+    reconciler_over(kube, ChildStore()).reconcile((NS, NAME))  # a restarted operator
     assert writes(kube) == []
 
 
