@@ -1,40 +1,53 @@
-"""uvicorn's h11 protocol with a deadline for the request head (slowloris).
+"""uvicorn's httptools protocol (llhttp, a C parser) with a deadline and a size limit for the
+request head (slowloris), and one `send` per response.
 
 uvicorn closes an idle keep-alive connection after `timeout_keep_alive`, but any byte received
 cancels that timer, and nothing bounds the time a client takes to finish its request line and
 headers: 300 connections each sending a header byte now and then were held for ever. Here every
 connection must deliver a complete request head within `header_timeout` seconds of opening or of
 its previous response, or it is closed. (The body has its own deadline in the app, where a late
-body can still be answered 408; header size is bounded by h11's `max_incomplete_event_size`.)
+body can still be answered 408.)
+
+Nor does llhttp bound a head's size (h11 has `max_incomplete_event_size`; httptools gathers a
+header's name and value across reads and reports it only once it is whole): a head still
+incomplete after a read is refused with uvicorn's 400 once it holds more than `max_head_bytes`,
+as h11 refuses a buffer over its limit. The size is the larger of what the parser has reported
+(URL and whole headers) and every byte received since the read the head began in, a lower bound
+of the head so far; the read it began in is at most one socket read (256 KiB in asyncio).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, cast
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("modeldeploy.serving")
 
+INVALID = "Invalid HTTP request received."  # uvicorn's own 400 body, as h11 answered
 
-def guarded_h11(header_timeout: float) -> type[asyncio.Protocol]:
+
+def guarded_httptools(header_timeout: float, max_head_bytes: int) -> type[asyncio.Protocol]:
     """The protocol class to pass as uvicorn.Config(http=...)."""
 
-    class Guarded(HeadDeadlineH11):
+    class Guarded(GuardedHttpTools):
         pass
 
     Guarded.header_timeout = header_timeout
+    Guarded.max_head_bytes = max_head_bytes
     return Guarded
 
 
-class HeadDeadlineH11(H11Protocol):
+class GuardedHttpTools(HttpToolsProtocol):
     header_timeout: float = 10.0
+    max_head_bytes: int = 16 * 1024
     _head_deadline: float | None = None  # None: not waiting for a request head
     _head_timer: asyncio.TimerHandle | None = None
+    _head_open = False  # the parser is inside a request head (begun, not complete)
+    _head_seen = 0  # URL and whole-header bytes the parser reported for the open head
+    _head_later = 0  # bytes received in the reads after the one the open head began in
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(cast(asyncio.Transport, Coalesced(transport, self.loop)))
@@ -47,14 +60,39 @@ class HeadDeadlineH11(H11Protocol):
             self._head_timer = None
         super().connection_lost(exc)
 
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle:  # a request head arrived and its cycle started
-            self._disarm()
+    def data_received(self, data: bytes) -> None:
+        if self._head_open:
+            self._head_later += len(data)
+        super().data_received(data)
+        if (
+            self._head_open
+            and max(self._head_seen, self._head_later) > self.max_head_bytes
+            and not self.transport.is_closing()
+        ):
+            self._head_open = False
+            self.logger.warning(INVALID)  # what uvicorn logs for h11's "Receive buffer too long"
+            self.send_400_response(INVALID)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open, self._head_seen, self._head_later = True, 0, 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_seen += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._head_seen += len(name) + len(value)
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        self._disarm()
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        self._arm()  # before super(): it may start a pipelined request, which disarms
+        if not self.pipeline:  # else the next request's head is already here, and complete
+            self._arm()
         super().on_response_complete()
 
     def _arm(self) -> None:
@@ -83,8 +121,6 @@ class HeadDeadlineH11(H11Protocol):
         if self.transport.is_closing():
             return
         log.debug("closing a connection that sent no complete request head in time")
-        with contextlib.suppress(h11.LocalProtocolError):
-            self.conn.send(h11.ConnectionClosed())
         self.transport.close()
 
 
