@@ -61,8 +61,10 @@ def serve(config: ServeConfig) -> int:
         log_config=None,
         access_log=False,
         # Slow clients are dropped: a request head within header_timeout and at most 16 KiB
-        # of it (protocol.py), idle keep-alive 5 s; the body's deadline is the app's.
+        # of it (protocol.py; h11's own limit for the requests handed to h11), idle keep-alive
+        # 5 s; the body's deadline is the app's.
         http=guarded_httptools(config.header_timeout, 16 * 1024),
+        h11_max_incomplete_event_size=16 * 1024,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(config.timeout) + 5,
     )

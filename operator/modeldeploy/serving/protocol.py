@@ -19,9 +19,13 @@ of the head so far; the read it began in is at most one socket read (256 KiB in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, cast
 
+import h11
+import httptools
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("modeldeploy.serving")
@@ -35,8 +39,12 @@ def guarded_httptools(header_timeout: float, max_head_bytes: int) -> type[asynci
     class Guarded(GuardedHttpTools):
         pass
 
-    Guarded.header_timeout = header_timeout
+    class GuardedH11(HeadDeadlineH11):
+        pass
+
+    Guarded.header_timeout = GuardedH11.header_timeout = header_timeout
     Guarded.max_head_bytes = max_head_bytes
+    Guarded.h11_class = GuardedH11
     return Guarded
 
 
@@ -48,6 +56,10 @@ class GuardedHttpTools(HttpToolsProtocol):
     _head_open = False  # the parser is inside a request head (begun, not complete)
     _head_seen = 0  # URL and whole-header bytes the parser reported for the open head
     _head_later = 0  # bytes received in the reads after the one the open head began in
+    _in_message = False  # between on_message_begin and on_message_complete
+    _begun = 0  # messages begun during the current read
+    # where a connection whose request llhttp cannot parse goes (see data_received)
+    h11_class: type[H11Protocol] | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(cast(asyncio.Transport, Coalesced(transport, self.loop)))
@@ -61,9 +73,39 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the head's size checked after each read, and a request whose method
+        llhttp does not know (it knows a fixed list: `FOO` or `get` are errors to it, not to
+        h11) handed with its connection to the h11 protocol, so the app answers it (404/405,
+        counted) as before — when the request is the first thing in this read and nothing
+        else is in flight on the connection, as it is for a request on a connection of its
+        own; otherwise uvicorn's 400."""
+        fresh = (
+            not self._in_message
+            and not self.pipeline
+            and (self.cycle is None or self.cycle.response_complete)
+        )
+        self._begun = 0
         if self._head_open:
             self._head_later += len(data)
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserInvalidMethodError:
+            if fresh and self._begun == 1 and self.h11_class is not None:
+                self._hand_to_h11(data)
+                return
+            self.logger.warning(INVALID)
+            self.send_400_response(INVALID)
+            return
+        except httptools.HttpParserError:
+            self.logger.warning(INVALID)
+            self.send_400_response(INVALID)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         if (
             self._head_open
             and max(self._head_seen, self._head_later) > self.max_head_bytes
@@ -76,6 +118,32 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_open, self._head_seen, self._head_later = True, 0, 0
+        self._in_message = True
+        self._begun += 1
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        super().on_message_complete()
+
+    def _hand_to_h11(self, data: bytes) -> None:
+        coalesced = cast(Coalesced, self.transport)
+        coalesced.flush()
+        transport = coalesced.transport
+        self._disarm()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self.connections.discard(self)
+        assert self.h11_class is not None
+        protocol = self.h11_class(
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
+            _loop=self.loop,
+        )
+        protocol.connection_made(transport)
+        transport.set_protocol(protocol)
+        protocol.data_received(data)
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -124,6 +192,63 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.transport.close()
 
 
+class HeadDeadlineH11(H11Protocol):
+    header_timeout: float = 10.0
+    _head_deadline: float | None = None  # None: not waiting for a request head
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(cast(asyncio.Transport, Coalesced(transport, self.loop)))
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a request head arrived and its cycle started
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before super(): it may start a pipelined request, which disarms
+        super().on_response_complete()
+
+    def _arm(self) -> None:
+        """A deadline, not a timer per request: the one timer of the connection checks it when
+        it fires and waits on for a deadline set since (a timer set and cancelled for every
+        request costs the loop's heap two operations a request)."""
+        self._head_deadline = self.loop.time() + self.header_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
+
+    def _disarm(self) -> None:
+        self._head_deadline = None
+
+    def _head_check(self) -> None:
+        self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:  # re-armed since this timer was set
+            self._head_timer = self.loop.call_at(deadline, self._head_check)
+            return
+        self._head_timed_out()
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing():
+            return
+        log.debug("closing a connection that sent no complete request head in time")
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
+
+
 class Coalesced:
     """A transport whose writes in one pass of the event loop leave in one `send`.
 
@@ -145,6 +270,13 @@ class Coalesced:
         self._parts.append(data)
         if len(self._parts) == 1:
             self._loop.call_soon(self._flush)
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        return self._transport
+
+    def flush(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         parts, self._parts = self._parts, []
