@@ -12,8 +12,11 @@ Nor does llhttp bound a head's size (h11 has `max_incomplete_event_size`; httpto
 header's name and value across reads and reports it only once it is whole): a head still
 incomplete after a read is refused with uvicorn's 400 once it holds more than `max_head_bytes`,
 as h11 refuses a buffer over its limit. The size is the larger of what the parser has reported
-(URL and whole headers) and every byte received since the read the head began in, a lower bound
-of the head so far; the read it began in is at most one socket read (256 KiB in asyncio).
+(URL and whole headers) and the bytes received since the head began: exact for a head that
+begins a read (every request on a connection of its own); for one that begins behind another
+request in the same read, that read's share is known only through the parser's reports, so a
+pipelined head may pass the limit by at most the part of one read (≤ 256 KiB in asyncio) that
+sits in a header not yet whole.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class GuardedHttpTools(HttpToolsProtocol):
     _head_later = 0  # bytes received in the reads after the one the open head began in
     _in_message = False  # between on_message_begin and on_message_complete
     _begun = 0  # messages begun during the current read
+    _read = 0  # the current read's length if it started outside a message, else 0
+    _refuse_pending = False  # a 400 waits for the answers before it (see _refuse)
     # where a connection whose request llhttp cannot parse goes (see data_received)
     h11_class: type[H11Protocol] | None = None
 
@@ -85,6 +90,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             and (self.cycle is None or self.cycle.response_complete)
         )
         self._begun = 0
+        self._read = len(data) if not self._in_message else 0  # a message may begin at byte 0
         if self._head_open:
             self._head_later += len(data)
         self._unset_keepalive_if_required()
@@ -94,12 +100,10 @@ class GuardedHttpTools(HttpToolsProtocol):
             if fresh and self._begun == 1 and self.h11_class is not None:
                 self._hand_to_h11(data)
                 return
-            self.logger.warning(INVALID)
-            self.send_400_response(INVALID)
+            self._refuse()
             return
         except httptools.HttpParserError:
-            self.logger.warning(INVALID)
-            self.send_400_response(INVALID)
+            self._refuse()
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -112,12 +116,25 @@ class GuardedHttpTools(HttpToolsProtocol):
             and not self.transport.is_closing()
         ):
             self._head_open = False
-            self.logger.warning(INVALID)  # what uvicorn logs for h11's "Receive buffer too long"
-            self.send_400_response(INVALID)
+            self._refuse()  # as uvicorn answered h11's "Receive buffer too long"
+
+    def _refuse(self) -> None:
+        """uvicorn's 400 and close — after the answers to the requests before it on the
+        connection (llhttp parses ahead of them, h11 did not): sent at once, it would come first
+        and be read as the answer to the request still in flight."""
+        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            self._refuse_pending = True
+            self.flow.pause_reading()
+            return
+        self.logger.warning(INVALID)
+        self.send_400_response(INVALID)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_open, self._head_seen, self._head_later = True, 0, 0
+        # begun at the start of this read: all of the read is the head so far; else (behind
+        # another message in the read) what the parser reports is what is known
+        later = self._read if self._begun == 0 else 0
+        self._head_open, self._head_seen, self._head_later = True, 0, later
         self._in_message = True
         self._begun += 1
 
@@ -162,6 +179,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         if not self.pipeline:  # else the next request's head is already here, and complete
             self._arm()
         super().on_response_complete()
+        if self._refuse_pending and not self.pipeline and self.cycle.response_complete:
+            self._refuse_pending = False
+            self._refuse()
 
     def _arm(self) -> None:
         """A deadline, not a timer per request: the one timer of the connection checks it when
