@@ -40,7 +40,7 @@ def serve(config: ServeConfig) -> int:
     from prometheus_client import disable_created_metrics
 
     from modeldeploy.serving.app import ServingApp
-    from modeldeploy.serving.protocol import guarded_h11
+    from modeldeploy.serving.protocol import guarded_httptools
 
     # *_created series double the series count for nothing here.
     disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -60,9 +60,10 @@ def serve(config: ServeConfig) -> int:
         lifespan="on",
         log_config=None,
         access_log=False,
-        # Slow clients are dropped: a request head within header_timeout (protocol.py), at
-        # most 16 KiB of it (h11), idle keep-alive 5 s; the body's deadline is the app's.
-        http=guarded_h11(config.header_timeout),
+        # Slow clients are dropped: a request head within header_timeout and at most 16 KiB
+        # of it (protocol.py; h11's own limit for the requests handed to h11), idle keep-alive
+        # 5 s; the body's deadline is the app's.
+        http=guarded_httptools(config.header_timeout, 16 * 1024),
         h11_max_incomplete_event_size=16 * 1024,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(config.timeout) + 5,

@@ -4,6 +4,7 @@ latency histogram that only the prediction itself can move."""
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 from typing import Any
@@ -139,6 +140,41 @@ def test_a_client_slow_to_send_its_headers_is_disconnected(impatient: Server) ->
                 break
         assert closed, "the server kept a connection that never finished its headers"
     assert impatient.get("/ping").status_code == 200
+
+
+def trickle(server: Server, head: bytes, piece: int = 1024) -> bytes:
+    """Sends a request head a piece at a time (each its own read on the server), stopping at
+    the first answer (sending on would reset the connection the server closes), and returns
+    the answer."""
+    with connect(server) as sock:
+        for i in range(0, len(head), piece):
+            sock.sendall(head[i : i + piece])
+            if select.select([sock], [], [], 0.01)[0]:
+                break
+        return sock.recv(65536)
+
+
+@pytest.mark.parametrize("one_header", [False, True], ids=["many-headers", "one-long-value"])
+def test_a_request_head_over_16_kib_is_refused_and_one_under_is_served(
+    classifier: Server, one_header: bool
+) -> None:
+    """The limit h11 had (`max_incomplete_event_size`), now the protocol's: a head still
+    incomplete past 16 KiB gets uvicorn's 400 and the connection closes; one just under is
+    answered. One long header value counts as well as many headers (httptools reports a header
+    only once it is whole)."""
+    start = b"GET /ping HTTP/1.1\r\nHost: x\r\n"
+
+    def filler(size: int) -> bytes:
+        if one_header:
+            return b"X-Long: " + b"a" * size + b"\r\n"
+        return b"".join(b"X-%05d: %s\r\n" % (i, b"a" * 90) for i in range(size // 100))
+
+    over = trickle(classifier, start + filler(20 * 1024))
+    assert over.startswith(b"HTTP/1.1 400 "), over[:200]
+    assert over.endswith(b"\r\n\r\nInvalid HTTP request received."), over[-200:]
+    under = trickle(classifier, start + filler(15 * 1024) + b"\r\n")
+    assert under.startswith(b"HTTP/1.1 200 "), under[:200]
+    assert classifier.get("/ping").status_code == 200
 
 
 def test_a_body_that_does_not_arrive_in_time_gets_408_and_is_counted(impatient: Server) -> None:
