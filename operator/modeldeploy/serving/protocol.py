@@ -51,11 +51,56 @@ def guarded_httptools(header_timeout: float, max_head_bytes: int) -> type[asynci
     return Guarded
 
 
-class GuardedHttpTools(HttpToolsProtocol):
+class HeadDeadline:
+    """The request-head deadline both protocols keep (mixed in before uvicorn's protocol)."""
+
     header_timeout: float = 10.0
-    max_head_bytes: int = 16 * 1024
     _head_deadline: float | None = None  # None: not waiting for a request head
     _head_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: Any
+
+    def _arm(self) -> None:
+        """A deadline, not a timer per request: the one timer of the connection checks it when
+        it fires and waits on for a deadline set since (a timer set and cancelled for every
+        request costs the loop's heap two operations a request)."""
+        self._head_deadline = self.loop.time() + self.header_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
+
+    def _disarm(self) -> None:
+        self._head_deadline = None
+
+    def _head_check(self) -> None:
+        self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:  # re-armed since this timer was set
+            self._head_timer = self.loop.call_at(deadline, self._head_check)
+            return
+        self._head_timed_out()
+
+    def _stop_deadline(self) -> None:
+        self._disarm()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _closing(self) -> None:
+        """What the protocol says before a timed-out connection is closed."""
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing():
+            return
+        log.debug("closing a connection that sent no complete request head in time")
+        self._closing()
+        self.transport.close()
+
+
+class GuardedHttpTools(HeadDeadline, HttpToolsProtocol):
+    max_head_bytes: int = 16 * 1024
     _head_open = False  # the parser is inside a request head (begun, not complete)
     _head_seen = 0  # URL and whole-header bytes the parser reported for the open head
     _head_later = 0  # bytes received in the reads after the one the open head began in
@@ -71,10 +116,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._stop_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -146,10 +188,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         coalesced = cast(Coalesced, self.transport)
         coalesced.flush()
         transport = coalesced.transport
-        self._disarm()
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._stop_deadline()
         self.connections.discard(self)
         assert self.h11_class is not None
         protocol = self.h11_class(
@@ -183,49 +222,14 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._refuse_pending = False
             self._refuse()
 
-    def _arm(self) -> None:
-        """A deadline, not a timer per request: the one timer of the connection checks it when
-        it fires and waits on for a deadline set since (a timer set and cancelled for every
-        request costs the loop's heap two operations a request)."""
-        self._head_deadline = self.loop.time() + self.header_timeout
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
 
-    def _disarm(self) -> None:
-        self._head_deadline = None
-
-    def _head_check(self) -> None:
-        self._head_timer = None
-        deadline = self._head_deadline
-        if deadline is None:
-            return
-        if self.loop.time() < deadline:  # re-armed since this timer was set
-            self._head_timer = self.loop.call_at(deadline, self._head_check)
-            return
-        self._head_timed_out()
-
-    def _head_timed_out(self) -> None:
-        self._head_deadline = None
-        if self.transport.is_closing():
-            return
-        log.debug("closing a connection that sent no complete request head in time")
-        self.transport.close()
-
-
-class HeadDeadlineH11(H11Protocol):
-    header_timeout: float = 10.0
-    _head_deadline: float | None = None  # None: not waiting for a request head
-    _head_timer: asyncio.TimerHandle | None = None
-
+class HeadDeadlineH11(HeadDeadline, H11Protocol):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(cast(asyncio.Transport, Coalesced(transport, self.loop)))
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._stop_deadline()
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
@@ -238,35 +242,9 @@ class HeadDeadlineH11(H11Protocol):
         self._arm()  # before super(): it may start a pipelined request, which disarms
         super().on_response_complete()
 
-    def _arm(self) -> None:
-        """A deadline, not a timer per request: the one timer of the connection checks it when
-        it fires and waits on for a deadline set since (a timer set and cancelled for every
-        request costs the loop's heap two operations a request)."""
-        self._head_deadline = self.loop.time() + self.header_timeout
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
-
-    def _disarm(self) -> None:
-        self._head_deadline = None
-
-    def _head_check(self) -> None:
-        self._head_timer = None
-        deadline = self._head_deadline
-        if deadline is None:
-            return
-        if self.loop.time() < deadline:  # re-armed since this timer was set
-            self._head_timer = self.loop.call_at(deadline, self._head_check)
-            return
-        self._head_timed_out()
-
-    def _head_timed_out(self) -> None:
-        self._head_deadline = None
-        if self.transport.is_closing():
-            return
-        log.debug("closing a connection that sent no complete request head in time")
+    def _closing(self) -> None:
         with contextlib.suppress(h11.LocalProtocolError):
             self.conn.send(h11.ConnectionClosed())
-        self.transport.close()
 
 
 class Coalesced:
